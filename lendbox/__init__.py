@@ -1,0 +1,1 @@
+"""The `lendbox` command: one console script whose subcommands live in each package."""
