@@ -1,1 +1,100 @@
-"""firmware_protocol."""
+"""firmware_protocol: the byte formats of the cabinet as sans-IO codecs.
+
+``import firmware_protocol`` gives the lendbox board protocol — codes (``const``), typed
+messages (``messages``), the error tree (``errors``) and the codec (``codec``) — and imports
+no I/O, thread or clock module, so it is safe in firmware emulators, drivers and fuzzers alike.
+Conformance vectors are loaded by ``firmware_protocol.conformance``; the ISO 28560 tag data
+model lives in ``firmware_protocol.iso28560``.
+"""
+
+from .codec import *
+from .const import *
+from .crc import *
+from .errors import *
+from .messages import *
+from .payloads import *
+
+__all__ = [  # codec, const, errors, messages, crc, payloads — kept literal for linters
+    "ACK_COMMANDS",
+    "BROADCAST",
+    "CRC_INIT",
+    "CRC_POLY",
+    "CRC_SIZE",
+    "DEFAULT_MAX_BUFFER",
+    "DOOR_FLAGS_MASK",
+    "EVENT_RING_SIZE",
+    "HEADER_SIZE",
+    "MAX_ADDRESS",
+    "MAX_EVENTS_PER_REPLY",
+    "MAX_FRAME",
+    "MAX_PAYLOAD",
+    "MAX_TAGS_PER_PAGE",
+    "MIN_ADDRESS",
+    "NAK_CODE",
+    "NEED_DATA",
+    "PROTOCOL_VERSION",
+    "REPLY_BIT",
+    "SERIAL_SIZE",
+    "SOF",
+    "UID_SIZE",
+    "UNLOCK_CACHE_SIZE",
+    "Ack",
+    "AntennaDiag",
+    "AntennaDiagReply",
+    "BadCrc",
+    "BadLength",
+    "BadPayload",
+    "BoardEvent",
+    "Capability",
+    "Command",
+    "CountersReply",
+    "DoorFlags",
+    "ErrorCode",
+    "EventType",
+    "EventsReply",
+    "FirmwareProtocolError",
+    "Frame",
+    "FrameDecoder",
+    "FrameError",
+    "Garbage",
+    "GetCounters",
+    "GetStates",
+    "Identify",
+    "IdentifyReply",
+    "Inventory",
+    "InventoryReply",
+    "LocalProtocolError",
+    "Message",
+    "Nak",
+    "NeedData",
+    "PartKind",
+    "PartResult",
+    "PartStatus",
+    "ReadBlocks",
+    "ReadBlocksReply",
+    "ReadEvents",
+    "RemoteProtocolError",
+    "Reply",
+    "Request",
+    "SelfTest",
+    "SelfTestReply",
+    "SetAddress",
+    "SetEas",
+    "StatesReply",
+    "TagDataError",
+    "TagReport",
+    "Timing",
+    "TruncatedFrame",
+    "UnknownCommand",
+    "Unlock",
+    "UnlockOutcome",
+    "UnlockReply",
+    "WriteAfi",
+    "command_byte",
+    "crc16",
+    "decode_frame",
+    "decode_payload",
+    "encode",
+    "encode_payload",
+    "is_known_command",
+]
