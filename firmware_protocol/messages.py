@@ -173,10 +173,15 @@ class Inventory(Request):
     COMMAND: ClassVar[Command] = Command.INVENTORY
     antenna: int
     page: int = 0
+    page_size: int = MAX_TAGS_PER_PAGE  # tags per page; smaller pages survive a noisy line
 
     def __post_init__(self) -> None:
         _u8(self.antenna, "antenna", 1)
         _u8(self.page, "page")
+        _check(
+            isinstance(self.page_size, int) and 1 <= self.page_size <= MAX_TAGS_PER_PAGE,
+            f"page_size must be 1..{MAX_TAGS_PER_PAGE}",
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -92,6 +92,7 @@ _U8 = struct.Struct("<B")
 _UNLOCK_REQ = struct.Struct("<BHH")
 _READ_EVENTS_REQ = struct.Struct("<IB")
 _INVENTORY_REQ = struct.Struct("<BB")
+_INVENTORY_REQ_SIZED = struct.Struct("<BBB")
 _TAG_REQ = struct.Struct(f"<B{UID_SIZE}sB")  # READ_BLOCKS head, WRITE_AFI, SET_EAS
 _READ_BLOCKS_REQ = struct.Struct(f"<B{UID_SIZE}sBB")
 _SET_ADDRESS_REQ = struct.Struct(f"<{SERIAL_SIZE}sB")
@@ -178,9 +179,15 @@ def _d_read_events(p: bytes) -> Message:
 
 
 def _d_inventory(p: bytes) -> Message:
-    _length(p, _INVENTORY_REQ.size, "INVENTORY")
-    antenna, page = _INVENTORY_REQ.unpack(p)
-    return Inventory(antenna=antenna, page=page)
+    # The page size byte is optional: a 2-byte request means full pages of 24 tags.
+    if len(p) == _INVENTORY_REQ.size:
+        antenna, page = _INVENTORY_REQ.unpack(p)
+        return Inventory(antenna=antenna, page=page)
+    _length(p, _INVENTORY_REQ_SIZED.size, "INVENTORY")
+    antenna, page, page_size = _INVENTORY_REQ_SIZED.unpack(p)
+    if not 1 <= page_size <= MAX_TAGS_PER_PAGE:
+        raise _Invalid(f"INVENTORY page_size must be 1..{MAX_TAGS_PER_PAGE}, got {page_size}")
+    return Inventory(antenna=antenna, page=page, page_size=page_size)
 
 
 def _d_read_blocks(p: bytes) -> Message:
@@ -375,7 +382,9 @@ def _e_read_events(m: ReadEvents) -> bytes:
 
 
 def _e_inventory(m: Inventory) -> bytes:
-    return _INVENTORY_REQ.pack(m.antenna, m.page)
+    if m.page_size == MAX_TAGS_PER_PAGE:
+        return _INVENTORY_REQ.pack(m.antenna, m.page)
+    return _INVENTORY_REQ_SIZED.pack(m.antenna, m.page, m.page_size)
 
 
 def _e_read_blocks(m: ReadBlocks) -> bytes:

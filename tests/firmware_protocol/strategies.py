@@ -73,7 +73,7 @@ get_states = st.builds(GetStates)
 unlock = st.builds(Unlock, lock=index, pulse_ms=st.integers(1, 0xFFFF), op_id=u16)
 read_events = st.builds(ReadEvents, cursor=u32,
                         max_events=st.integers(1, MAX_EVENTS_PER_REPLY))
-inventory = st.builds(Inventory, antenna=index, page=u8)
+inventory = st.builds(Inventory, antenna=index, page=u8, page_size=st.integers(1, 24))
 read_blocks = st.builds(ReadBlocks, antenna=index, uid=uids, first_block=u8,
                         count=st.integers(1, 32))
 write_afi = st.builds(WriteAfi, antenna=index, uid=uids, afi=u8)
