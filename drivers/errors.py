@@ -17,6 +17,8 @@ __all__ = [
     "TagWriteFailed",
     "CardError",
     "CameraError",
+    "TagDataUnreadable",
+    "ConfigError",
 ]
 
 
@@ -66,3 +68,11 @@ class CardError(DriverError):
 
 class CameraError(DriverError):
     """A camera or image source could not be opened or read."""
+
+
+class TagDataUnreadable(DriverError):
+    """A tag answered but its ISO 28560 data could not be decoded (blank, damaged)."""
+
+
+class ConfigError(DriverError):
+    """A hardware config file is missing, malformed or inconsistent (names the problem)."""

@@ -1,0 +1,87 @@
+"""Driver overhead: host time of real driver operations ÷ the emulated time they must cost.
+
+The simulator paces every byte at the bus's baud rate and spends modelled ISO 15693 air time
+and board time (``sim.link_stats``), so the ratio shows what the driver itself adds
+(Python, socket hops, timeouts, turnaround). Figures measured in this run; no assertions.
+
+    .venv/bin/python bench/driver_overhead.py [--rounds N]
+
+Goal: inventory of a 30-tag door ≤ 1.10 × emulated wire + air time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drivers.hardware import Hardware
+from drivers.rfid import TagCache, inventory_door
+from simulator import Simulator
+
+BUS = "usb-1"
+
+
+def _measure(sim: Simulator, fn) -> tuple[float, dict[str, float]]:  # type: ignore[no-untyped-def]
+    sim.reset_link_stats(BUS)
+    t0 = time.perf_counter()
+    fn()
+    host = time.perf_counter() - t0
+    return host, {k: float(v) for k, v in sim.link_stats(BUS).items()}
+
+
+def _row(name: str, host: float, st: dict[str, float]) -> str:
+    wire_air = st["wire_s"] + st["air_s"]
+    emulated = st["wire_s"] + st["busy_s"]  # busy includes air, firmware time, pulses
+    return (f"{name:<28} host {host * 1000:8.1f} ms | wire {st['wire_s'] * 1000:7.1f} "
+            f"air {st['air_s'] * 1000:7.1f} busy {st['busy_s'] * 1000:7.1f} ms | "
+            f"exchanges {int(st['exchanges']):3d} | host/(wire+air) {host / wire_air:5.2f} | "
+            f"host/(wire+board) {host / emulated:5.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5, help="warm-cache rounds (median)")
+    args = parser.parse_args(argv)
+    sim = Simulator.from_file(ROOT / "simulator/cabinets/small.toml", control_port=None).start()
+    try:
+        hw = Hardware.from_dict(sim.hardware_config())
+        reader = hw.readers[1]
+        hw.boards[1].identify()  # open the port outside the measurement
+        n = len(sim.door_items(1))
+        print(f"door 1: {n} tags, bus {BUS} at {hw.buses[BUS].baudrate} baud")
+
+        cold: list[tuple[float, dict[str, float]]] = []
+        for _ in range(max(1, args.rounds)):
+            hw.tag_cache = TagCache()  # every tag unknown: inventory + tag-data reads
+            cold.append(_measure(sim, lambda: inventory_door(reader, 1, hw.tag_cache)))
+        warm = [_measure(sim, lambda: inventory_door(reader, 1, hw.tag_cache))
+                for _ in range(max(1, args.rounds))]
+        unlocks = [_measure(sim, lambda: hw.boards[1].unlock(2)) for _ in range(5)]
+        for door in (2,):
+            sim.close_door(door)
+
+        def median_row(name: str, runs: list[tuple[float, dict[str, float]]]) -> None:
+            ordered = sorted(runs, key=lambda r: r[0])
+            host, st = ordered[len(ordered) // 2]
+            print(_row(name, host, st))
+
+        median_row("inventory, cold cache", cold)
+        median_row("inventory, warm cache", warm)
+        median_row("unlock (400 ms pulse)", unlocks)
+        ratios = [h / (s["wire_s"] + s["busy_s"]) for h, s in unlocks]
+        print(f"unlock host ÷ board reply time (wire + pulse + sampling): median "
+              f"{statistics.median(ratios):.3f}, max {max(ratios):.3f}")
+        hw.close()
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

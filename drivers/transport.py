@@ -1,0 +1,471 @@
+"""One serial bus speaking the lendbox board protocol: request/reply with SPEC.md §4 rules.
+
+Why a class of its own: several boards share one RS-485 bus, so exactly one object may own
+the port, serialise requests (a lock), pick sequence numbers, apply the timeouts and the
+retransmission rule (re-send the *identical* frame, same SEQ, at most ``Timing.RETRIES``
+more times) and keep the port alive (reopen after a backoff when it disappears). Boards are
+thin wrappers that ask this transport for typed replies.
+
+Theory of operation, one request:
+
+1. ``_ensure_open`` — open the port lazily (constructors never touch hardware). If it failed
+   recently, raise ``DeviceUnavailable`` without I/O until the backoff has elapsed.
+2. Drop stale input, wait the 1 ms turnaround since the last reply, write the frame.
+3. Wait for the first byte until ``timeout_s`` (end of request → start of reply). While bytes
+   flow, keep reading; a silence longer than the inter-byte gap with a partial frame buffered
+   calls ``FrameDecoder.expire()`` (truncated frame). Garbage is counted and skipped (the
+   decoder resyncs). A frame that is not our reply — another board's, a stale SEQ, our own
+   request echoed back (``loop://``) — is counted and ignored.
+4. No reply, or only an unreadable one (bad CRC, truncated, bad payload) → wait for the line
+   to go quiet, re-send the identical bytes. After the last attempt raise ``DeviceTimeout``
+   (nothing readable came) or ``FrameError`` (replies came but stayed unreadable).
+
+A port error (socket closed, USB adapter gone) closes the port, starts the backoff and raises
+``DeviceUnavailable``; the next call after the backoff reopens it and counts a reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import serial
+
+from firmware_protocol import errors as proto_errors
+from firmware_protocol.codec import NEED_DATA, FrameDecoder, encode
+from firmware_protocol.const import BROADCAST, Timing
+from firmware_protocol.messages import Frame, Reply, Request
+
+from .base import Availability, DeviceStatus
+from .errors import DeviceTimeout, DeviceUnavailable, DriverError, FrameError
+
+__all__ = [
+    "BusTransport", "LinkCounters", "PortFactory", "quality_status", "usb_latency_timer_ms",
+]
+
+_log = logging.getLogger(__name__)
+
+PortFactory = Callable[..., Any]
+"""Makes a closed, configured port: ``factory(url, baudrate=..., do_not_open=True)``."""
+
+#: Over TCP (``socket://``) bytes of one frame may arrive with scheduler/network jitter; a
+#: 5 ms gap would cut healthy frames, so socket URLs use this gap instead.
+SOCKET_INTER_BYTE_GAP_S = 0.030
+#: Window of recent requests that decides "degraded: N% of replies needed a retry".
+QUALITY_WINDOW = 100
+DEGRADED_RETRY_FRACTION = 0.05
+DEGRADED_MIN_SAMPLES = 20
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    """What happened on a link or to one device; ``as_dict`` is what diagnostics show."""
+
+    requests: int = 0
+    retries: int = 0
+    timeouts: int = 0  # requests that failed after every retry (no readable reply)
+    unreadable: int = 0  # requests that failed after every retry (only unreadable replies)
+    crc_errors: int = 0
+    truncated: int = 0
+    bad_frames: int = 0  # good CRC but unknown command / payload not fitting
+    garbage_bytes: int = 0
+    foreign_frames: int = 0  # frames that were not our reply (echo, stale SEQ, other board)
+    reconnects: int = 0
+    port_errors: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    attempts_unreadable: int = 0  # attempts that got only broken frames
+    attempts_silent: int = 0  # attempts that got no reply at all
+    last_error: str = ""
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=QUALITY_WINDOW))
+
+    def retry_fraction(self) -> float:
+        """Share of recent requests that needed at least one re-send (0.0 with no data)."""
+        if not self.recent:
+            return 0.0
+        return sum(self.recent) / len(self.recent)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "timeouts": self.timeouts,
+            "unreadable": self.unreadable,
+            "crc_errors": self.crc_errors,
+            "truncated_frames": self.truncated,
+            "bad_frames": self.bad_frames,
+            "garbage_bytes": self.garbage_bytes,
+            "foreign_frames": self.foreign_frames,
+            "reconnects": self.reconnects,
+            "port_errors": self.port_errors,
+            "frames_sent": self.frames_sent,
+            "frames_received": self.frames_received,
+            "attempts_unreadable": self.attempts_unreadable,
+            "attempts_silent": self.attempts_silent,
+            "recent_retry_fraction": round(self.retry_fraction(), 4),
+            "last_error": self.last_error,
+        }
+
+
+def usb_latency_timer_ms(url: str, sys_root: Path = Path("/sys")) -> int | None:
+    """The FTDI-style latency timer of a ``/dev/ttyUSBx`` port, or None elsewhere.
+
+    Why: a USB-serial adapter holds received bytes up to this long (16 ms by default) before
+    passing them on, which adds to every request/reply; diagnostics tell the technician to
+    lower it (``echo 1 > .../latency_timer``).
+    """
+    match = re.fullmatch(r"/dev/(ttyUSB\d+)", url)
+    if not match:
+        return None
+    path = sys_root / "bus/usb-serial/devices" / match.group(1) / "latency_timer"
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class BusTransport:
+    """The one owner of a serial link shared by one or more boards.
+
+    Args:
+        url: any ``serial.serial_for_url`` URL (``/dev/ttyUSB0``, ``socket://host:port``,
+            ``loop://``).
+        baudrate: line rate; 19200 for RS-485 buses, 115200 for USB boards.
+        name: the bus's name in the hardware config (for messages and diagnostics).
+        port_factory: makes a closed port; default ``serial.serial_for_url``. Injected by
+            tests and by callers who already resolved a port by USB identity.
+        clock: monotonic seconds; injectable for tests.
+        backoff_s: (first, max) wait before reopening a port that failed; doubles each time.
+        inter_byte_gap_s: silence that truncates a frame; default SPEC's 5 ms, or
+            ``SOCKET_INTER_BYTE_GAP_S`` over TCP.
+
+    The constructor does no I/O; the port opens on the first request.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        baudrate: int = 19200,
+        name: str = "",
+        port_factory: PortFactory = serial.serial_for_url,
+        clock: Callable[[], float] = time.monotonic,
+        backoff_s: tuple[float, float] = (0.5, 10.0),
+        inter_byte_gap_s: float | None = None,
+    ) -> None:
+        self.url = url
+        self.baudrate = baudrate
+        self.name = name or url
+        self._factory = port_factory
+        self._clock = clock
+        self._backoff_first, self._backoff_max = backoff_s
+        if inter_byte_gap_s is None:
+            inter_byte_gap_s = (SOCKET_INTER_BYTE_GAP_S if url.startswith("socket://")
+                                else Timing.INTER_BYTE_GAP_MS / 1000)
+        self.inter_byte_gap_s = inter_byte_gap_s
+        self._lock = threading.RLock()
+        self._port: Any = None
+        self._opened_once = False
+        self._down_reason = ""
+        self._next_open_at = 0.0
+        self._backoff = self._backoff_first
+        self._last_rx = -1e9
+        self._seq = secrets.randbelow(256)  # a restarted host must not hit the board's cache
+        self._decoder = FrameDecoder()
+        self.counters = LinkCounters()
+        self._device_counters: dict[int, LinkCounters] = {}
+        self.request_was_sent = False  # did the last request reach the wire at least once?
+
+    # ------------------------------------------------------------ public
+
+    def device_counters(self, address: int) -> LinkCounters:
+        """The counters of requests addressed to ``address`` (created on first use)."""
+        with self._lock:
+            return self._device_counters.setdefault(address, LinkCounters())
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    def status(self) -> DeviceStatus:
+        """The link's availability: unavailable while the port is down, degraded when too
+        many recent requests needed a retry."""
+        if self._down_reason:
+            return DeviceStatus(availability=Availability.UNAVAILABLE, reason=self._down_reason)
+        return quality_status(self.counters)
+
+    def diagnostics(self) -> dict[str, object]:
+        """Counters, state and hints for the technician (JSON-ready)."""
+        info: dict[str, object] = {
+            "bus": self.name,
+            "url": self.url,
+            "baudrate": self.baudrate,
+            "open": self.is_open,
+            **self.status().as_dict(),
+            "counters": self.counters.as_dict(),
+        }
+        latency = usb_latency_timer_ms(self.url)
+        if latency is not None:
+            info["usb_latency_timer_ms"] = latency
+            if latency > 1:
+                info["hint"] = (f"USB-serial latency timer is {latency} ms: each reply may be "
+                                f"held that long; set it to 1 ms")
+        return info
+
+    def request(
+        self, address: int, message: Request, *, timeout_s: float,
+        retries: int = Timing.RETRIES,
+    ) -> Reply:
+        """Send ``message`` to board ``address`` and return its reply (possibly a ``Nak``).
+
+        Args:
+            address: board address 1..247 (use ``broadcast`` for 0xFF).
+            message: the request.
+            timeout_s: end of request → start of reply, per SPEC §4 for this command.
+            retries: identical re-sends after a timeout or an unreadable reply.
+
+        Raises:
+            DeviceUnavailable: the port cannot be opened or broke (reopened after a backoff).
+            DeviceTimeout: no readable reply after every attempt.
+            FrameError: replies came but all were unreadable.
+            DriverError: ``message`` could not be encoded (a bug on our side).
+        State after an error: the link is usable; the next call starts a fresh exchange.
+        """
+        with self._lock:
+            self.request_was_sent = False
+            self._ensure_open()
+            seq = self._next_seq()
+            try:
+                data = encode(Frame(address=address, seq=seq, message=message))
+            except proto_errors.LocalProtocolError as exc:
+                raise DriverError(f"cannot encode {type(message).__name__}: {exc}") from exc
+            dev = self.device_counters(address)
+            for c in (self.counters, dev):
+                c.requests += 1
+            self._drain_stale()
+            unreadable_seen = False
+            echo_seen = False
+            for attempt in range(retries + 1):
+                if attempt:
+                    for c in (self.counters, dev):
+                        c.retries += 1
+                self._write(data)
+                self.request_was_sent = True
+                dev.frames_sent += 1
+                outcome = self._await_reply(address, seq, timeout_s)
+                if isinstance(outcome, Reply):
+                    dev.frames_received += 1
+                    for c in (self.counters, dev):
+                        c.recent.append(attempt > 0)
+                    return outcome
+                unreadable_seen |= outcome == "unreadable"
+                for c in (self.counters, dev):
+                    if outcome == "unreadable":
+                        c.attempts_unreadable += 1
+                    else:
+                        c.attempts_silent += 1
+                echo_seen |= outcome == "echo"
+            for c in (self.counters, dev):
+                c.recent.append(True)
+            what = f"board {address} on {self.name}: {type(message).__name__}"
+            if unreadable_seen:
+                msg = f"{what}: replies unreadable after {retries + 1} attempts"
+                for c in (self.counters, dev):
+                    c.unreadable += 1
+                    c.last_error = msg
+                raise FrameError(msg)
+            msg = f"{what}: no reply within {timeout_s * 1000:.0f} ms, {retries + 1} attempts"
+            if echo_seen:
+                msg += " (only our own request came back: a loopback or echoing line?)"
+            for c in (self.counters, dev):
+                c.timeouts += 1
+                c.last_error = msg
+            raise DeviceTimeout(msg)
+
+    def broadcast(self, message: Request) -> None:
+        """Send ``message`` to every board; boards never answer a broadcast."""
+        with self._lock:
+            self._ensure_open()
+            data = encode(Frame(address=BROADCAST, seq=self._next_seq(), message=message))
+            self._write(data)
+
+    def close(self) -> None:
+        """Close the port; a later request reopens it."""
+        with self._lock:
+            self._close_port()
+            self._down_reason = ""
+
+    # ------------------------------------------------------------ port life
+
+    def _ensure_open(self) -> None:
+        if self._port is not None:
+            return
+        now = self._clock()
+        if self._down_reason and now < self._next_open_at:
+            raise DeviceUnavailable(
+                f"bus {self.name}: {self._down_reason} (retrying in "
+                f"{self._next_open_at - now:.1f} s)")
+        try:
+            port = self._factory(self.url, baudrate=self.baudrate, timeout=0,
+                                 do_not_open=True)
+            port.open()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            self._port_failed(f"cannot open {self.url}: {exc}")
+            raise DeviceUnavailable(f"bus {self.name}: cannot open {self.url}: {exc}") from exc
+        if self._opened_once:
+            self.counters.reconnects += 1
+            _log.info("bus %s: reconnected to %s", self.name, self.url)
+        self._opened_once = True
+        self._port = port
+        self._down_reason = ""
+        self._backoff = self._backoff_first
+        self._decoder = FrameDecoder()
+
+    def _port_failed(self, reason: str) -> None:
+        self._close_port()
+        self.counters.port_errors += 1
+        self.counters.last_error = reason
+        self._down_reason = reason
+        self._next_open_at = self._clock() + self._backoff
+        self._backoff = min(self._backoff * 2, self._backoff_max)
+        _log.warning("bus %s: %s", self.name, reason)
+
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except Exception as exc:  # noqa: BLE001 - closing a broken port may fail any way
+                _log.debug("bus %s: close failed: %s", self.name, exc)
+
+    def _io_failed(self, exc: BaseException) -> DeviceUnavailable:
+        reason = f"port lost: {exc}"
+        self._port_failed(reason)
+        return DeviceUnavailable(f"bus {self.name}: {reason}")
+
+    # ------------------------------------------------------------ exchange
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    def _drain_stale(self) -> None:
+        """Forget bytes left over from an earlier exchange before a new request."""
+        try:
+            if self._port.in_waiting:
+                self._port.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            raise self._io_failed(exc) from exc
+        self._decoder = FrameDecoder()
+
+    def _write(self, data: bytes) -> None:
+        wait = self._last_rx + Timing.TURNAROUND_MS / 1000 - self._clock()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            self._port.write(data)
+            self._port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise self._io_failed(exc) from exc
+        self.counters.frames_sent += 1
+
+    def _read(self, wait_s: float) -> bytes:
+        port = self._port
+        try:
+            port.timeout = max(wait_s, 0.0)
+            pending = port.in_waiting
+            data: bytes = port.read(pending or 1)
+        except (serial.SerialException, OSError) as exc:
+            raise self._io_failed(exc) from exc
+        if data:
+            self._last_rx = self._clock()
+        return data
+
+    def _await_reply(self, address: int, seq: int, timeout: float) -> Reply | str:
+        """One attempt's wait. Returns the reply, or why there was none: ``"timeout"``,
+        ``"unreadable"`` (a broken frame came; the line is quiet again) or ``"echo"``."""
+        deadline = self._clock() + timeout
+        gap = self.inter_byte_gap_s
+        unreadable = False
+        echo = False
+        while True:
+            if self._decoder.buffered:  # a frame is arriving: only the gap may pass
+                data = self._read(gap)
+                if not data:
+                    try:
+                        self._decoder.expire()
+                    except proto_errors.TruncatedFrame as exc:
+                        self._count_error(exc)
+                        unreadable = True
+                    continue
+            elif unreadable:  # a broken reply came: re-send once the line is quiet
+                data = self._read(gap)
+                if not data:
+                    return "unreadable"
+            else:
+                left = deadline - self._clock()
+                if left <= 0:
+                    return "echo" if echo else "timeout"
+                data = self._read(left)
+                if not data:
+                    continue
+            self._decoder.feed(data)
+            result = self._drain_events(address, seq)
+            if isinstance(result, Reply):
+                return result
+            if result == "unreadable":
+                unreadable = True
+            elif result == "echo":
+                echo = True
+
+    def _drain_events(self, address: int, seq: int) -> Reply | str:
+        verdict = ""
+        while True:
+            try:
+                event = self._decoder.next_event()
+            except proto_errors.FrameError as exc:
+                self._count_error(exc)
+                if not isinstance(exc, proto_errors.Garbage):
+                    verdict = "unreadable"
+                continue
+            if event is NEED_DATA:
+                return verdict
+            assert isinstance(event, Frame)
+            self.counters.frames_received += 1
+            msg = event.message
+            if isinstance(msg, Reply) and event.address == address and event.seq == seq:
+                return msg
+            self.counters.foreign_frames += 1
+            if isinstance(msg, Request) and event.seq == seq and event.address == address:
+                verdict = verdict or "echo"
+
+    def _count_error(self, exc: proto_errors.FrameError) -> None:
+        c = self.counters
+        if isinstance(exc, (proto_errors.Garbage, proto_errors.BadLength)):
+            c.garbage_bytes += len(exc.raw) if isinstance(exc, proto_errors.Garbage) else 1
+        elif isinstance(exc, proto_errors.BadCrc):
+            c.crc_errors += 1
+        elif isinstance(exc, proto_errors.TruncatedFrame):
+            c.truncated += 1
+        else:
+            c.bad_frames += 1
+
+
+def quality_status(c: LinkCounters) -> DeviceStatus:
+    """OK, or degraded when more than 5% of the last requests needed a re-send."""
+    if len(c.recent) >= DEGRADED_MIN_SAMPLES:
+        frac = c.retry_fraction()
+        if frac > DEGRADED_RETRY_FRACTION:
+            return DeviceStatus(
+                availability=Availability.DEGRADED,
+                reason=f"{frac:.0%} of replies needed a retry",
+            )
+    return DeviceStatus(availability=Availability.OK)

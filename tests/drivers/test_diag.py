@@ -1,0 +1,129 @@
+"""`lendbox diag` names each injected fault; a healthy cabinet passes. Real simulator, real
+sockets, through the real command line (exit codes included)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lendbox.cli import main
+from simulator import Simulator
+
+from .conftest import SMALL, TWO_BOARDS, start_sim
+
+BUS = "rs485-1"
+
+
+def _diag(capsys: pytest.CaptureFixture[str], hw: Path, *args: str,
+          as_json: bool = True) -> tuple[int, object]:
+    argv = ["diag", "--hardware", str(hw)] + (["--json"] if as_json else []) + list(args)
+    code = main(argv)
+    out = capsys.readouterr().out
+    return code, (json.loads(out) if as_json else out)
+
+
+@pytest.fixture
+def cabinet(tmp_path: Path):  # type: ignore[no-untyped-def]
+    sim = start_sim(TWO_BOARDS)
+    path = tmp_path / "hw.toml"
+    sim.write_hardware_config(path)
+    try:
+        yield sim, path
+    finally:
+        sim.stop()
+
+
+def test_healthy_cabinet_passes(cabinet, capsys) -> None:  # type: ignore[no-untyped-def]
+    _sim, path = cabinet
+    code, report = _diag(capsys, path, "selftest", "--unlock")
+    assert report["verdict"] == ["all parts passed"] and code == 0  # type: ignore[index]
+    assert all(u["door_opened"] for u in report["unlocks"])  # type: ignore[index]
+    code, text = _diag(capsys, path, "devices", as_json=False)
+    assert code == 0 and "serial LB03T0000002" in str(text) and "PASS" in str(text)
+
+
+FAULTS: list[tuple[str, Callable[[Simulator], None], list[str], str]] = [
+    ("jammed", lambda s: s.jam_lock(2), ["--unlock"], "door 2: lock jammed"),
+    ("coil", lambda s: s.break_lock_wiring(5), [],
+     "door 5: lock coil open circuit — check lock 2 wiring"),
+    ("sensor", lambda s: s.break_door_sensor(3), [],
+     "door 3: door sensor open circuit — check sensor wiring"),
+    ("detuned", lambda s: s.detune_antenna(4, 450), [],
+     "antenna 1 (door 4): detuned, reflected 450‰ — check antenna cable/tuning"),
+    ("noise", lambda s: s.set_antenna_noise(2, -40), [],
+     "antenna 2 (door 2): noise floor -40 dBm — interference"),
+    ("dead-board", lambda s: s.power_cut(2), [],
+     "board 2 on rs485-1: not answering — check cable and power"),
+    ("power-lost", lambda s: (s.power_cut(1), s.power_restore(1), s.power_cut(1),
+                              s.power_restore(1)), [], "board 1: power was lost (2 times)"),
+    ("forced", lambda s: s.force_door(6), [], "door 6: forced open"),
+]
+
+
+@pytest.mark.parametrize(("inject", "extra", "expected"), [f[1:] for f in FAULTS],
+                         ids=[f[0] for f in FAULTS])
+def test_selftest_names_the_fault(cabinet, capsys, inject, extra, expected) -> None:  # type: ignore[no-untyped-def]
+    sim, path = cabinet
+    inject(sim)
+    code, report = _diag(capsys, path, "selftest", *extra)
+    assert report["verdict"] == [expected]  # type: ignore[index]
+    severity = report["findings"][0]["severity"]  # type: ignore[index]
+    assert code == (1 if severity == "fault" else 0)
+
+
+def test_corrupting_bus_is_named(cabinet, capsys) -> None:  # type: ignore[no-untyped-def]
+    sim, path = cabinet
+    sim.set_link_faults(BUS, garble_rate=0.01, seed=2)
+    code, report = _diag(capsys, path, "selftest")
+    assert code == 1
+    bus = [v for v in report["verdict"] if v.startswith("bus rs485-1")]  # type: ignore[index]
+    assert len(bus) == 1 and "of frames corrupted or lost — check RS-485 wiring/termination" \
+        in bus[0]
+    assert all(v.startswith("bus") for v in report["verdict"])  # type: ignore[index]
+
+
+def test_unplugged_bus_is_named(cabinet, capsys) -> None:  # type: ignore[no-untyped-def]
+    sim, path = cabinet
+    sim.unplug(BUS)
+    code, text = _diag(capsys, path, "selftest", as_json=False)
+    assert code == 1 and "bus rs485-1: cannot reach" in str(text) and "FAULT" in str(text)
+
+
+def test_door_that_never_opens_blames_the_lock(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    sim = start_sim(SMALL)  # door 3 has no spring: after a pulse it stays shut
+    try:
+        path = tmp_path / "hw.toml"
+        sim.write_hardware_config(path)
+        code, report = _diag(capsys, path, "unlock", "--door", "3", "--watch", "0.3")
+        assert code == 1 and report["pulsed"] and not report["door_opened"]  # type: ignore[index]
+        assert [f["text"] for f in report["findings"]] == [  # type: ignore[index]
+            "door 3: lock pulsed, door sensor never changed — check lock 3 wiring"]
+        code, report = _diag(capsys, path, "unlock", "--door", "1")
+        assert code == 0 and report["door_opened"]  # type: ignore[index]
+    finally:
+        sim.stop()
+
+
+def test_inventory_reports_rates(cabinet, capsys) -> None:  # type: ignore[no-untyped-def]
+    sim, path = cabinet
+    items = sim.door_items(1)
+    sim.detune_tag(items[0].item_id, miss_rate=1.0)
+    code, report = _diag(capsys, path, "inventory", "--door", "1", "--repeat", "3")
+    assert code == 0
+    tags = {t["item_id"]: t for t in report["tags"]}  # type: ignore[index]
+    assert set(tags) == {i.item_id for i in items[1:]}
+    assert all(t["rate"] == 1.0 and t["rounds"] == 3 for t in tags.values())
+    code, text = _diag(capsys, path, "inventory", "--door", "1", as_json=False)
+    assert code == 0 and items[1].item_id in str(text)
+
+
+def test_usage_errors_exit_2(cabinet, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, path = cabinet
+    assert main(["diag", "--hardware", str(path), "unlock", "--door", "99"]) == 2
+    assert "no door 99" in capsys.readouterr().err
+    assert main(["diag", "--hardware", str(tmp_path / "missing.toml"), "devices"]) == 2
+    assert main(["diag", "--hardware", str(path), "inventory", "--door", "1",
+                 "--repeat", "0"]) == 2
