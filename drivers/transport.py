@@ -1,4 +1,4 @@
-"""One serial bus speaking the lendbox board protocol: request/reply with SPEC.md §4 rules.
+"""One serial bus: request/reply with the timing and retransmission rules of SPEC.md §4.
 
 Why a class of its own: several boards share one RS-485 bus, so exactly one object may own
 the port, serialise requests (a lock), pick sequence numbers, apply the timeouts and the
@@ -22,6 +22,10 @@ Theory of operation, one request:
 
 A port error (socket closed, USB adapter gone) closes the port, starts the backoff and raises
 ``DeviceUnavailable``; the next call after the backoff reopens it and counts a reconnect.
+
+The framing is a :class:`Wire`: the lendbox protocol by default, or a third-party family's
+(Chinese lock boards, Kerong, FEIG, RR3036 …), so every family gets the same timeouts,
+identical re-sends, resync, reconnect and counters.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import serial
 
@@ -48,13 +52,86 @@ from .base import Availability, DeviceStatus
 from .errors import DeviceTimeout, DeviceUnavailable, DriverError, FrameError
 
 __all__ = [
-    "BusTransport", "LinkCounters", "PortFactory", "quality_status", "usb_latency_timer_ms",
+    "BusTransport", "LENDBOX_WIRE", "LendboxWire", "LinkCounters", "Match", "PortFactory",
+    "StreamDecoder", "Wire", "quality_status", "usb_latency_timer_ms",
 ]
 
 _log = logging.getLogger(__name__)
 
 PortFactory = Callable[..., Any]
 """Makes a closed, configured port: ``factory(url, baudrate=..., do_not_open=True)``."""
+
+Match = Literal["reply", "echo", "foreign"]
+
+
+class StreamDecoder(Protocol):
+    """A sans-IO frame decoder (h11 style), as ``firmware_protocol`` codecs provide them."""
+
+    @property
+    def buffered(self) -> int: ...
+
+    def feed(self, data: bytes) -> None: ...
+
+    def next_event(self) -> object:
+        """A decoded frame, or ``NEED_DATA``; raises ``firmware_protocol.errors.FrameError``."""
+        ...
+
+    def expire(self) -> None:
+        """The inter-byte gap passed: drop a partial frame (raising ``TruncatedFrame``)."""
+        ...
+
+
+class Wire(Protocol):
+    """How one protocol family frames requests and recognises their replies.
+
+    ``seq`` is the transport's per-request number; families without sequence numbers ignore
+    it and match replies by address and command instead.
+    """
+
+    family: str
+
+    def encode(self, address: int, seq: int, message: object) -> bytes:
+        """The request's bytes; raises ``firmware_protocol.errors.LocalProtocolError``."""
+        ...
+
+    def new_decoder(self) -> StreamDecoder: ...
+
+    def match(self, request: object, address: int, seq: int, event: object) -> Match:
+        """Is ``event`` (a decoded frame) the reply to ``request``, our own request echoed
+        back, or somebody else's frame?"""
+        ...
+
+    def reply_of(self, event: object) -> object:
+        """The message the transport returns for a matching frame."""
+        ...
+
+
+class LendboxWire:
+    """Our own board protocol (firmware_protocol/SPEC.md)."""
+
+    family = "lendbox"
+
+    def encode(self, address: int, seq: int, message: object) -> bytes:
+        if not isinstance(message, Request):
+            raise proto_errors.LocalProtocolError(f"{type(message).__name__} is not a request")
+        return encode(Frame(address=address, seq=seq, message=message))
+
+    def new_decoder(self) -> StreamDecoder:
+        return FrameDecoder()
+
+    def match(self, request: object, address: int, seq: int, event: object) -> Match:
+        if not isinstance(event, Frame) or event.address != address or event.seq != seq:
+            return "foreign"
+        if isinstance(event.message, Reply):
+            return "reply"
+        return "echo" if isinstance(event.message, Request) else "foreign"
+
+    def reply_of(self, event: object) -> object:
+        assert isinstance(event, Frame)
+        return event.message
+
+
+LENDBOX_WIRE = LendboxWire()
 
 #: Over TCP (``socket://``) bytes of one frame may arrive with scheduler/network jitter; a
 #: 5 ms gap would cut healthy frames, so socket URLs use this gap instead.
@@ -146,6 +223,8 @@ class BusTransport:
         backoff_s: (first, max) wait before reopening a port that failed; doubles each time.
         inter_byte_gap_s: silence that truncates a frame; default SPEC's 5 ms, or
             ``SOCKET_INTER_BYTE_GAP_S`` over TCP.
+        wire: the protocol family's framing; default our own protocol.
+        bytesize, parity, stopbits: line settings (FEIG readers default to 8E1).
 
     The constructor does no I/O; the port opens on the first request.
     """
@@ -160,9 +239,15 @@ class BusTransport:
         clock: Callable[[], float] = time.monotonic,
         backoff_s: tuple[float, float] = (0.5, 10.0),
         inter_byte_gap_s: float | None = None,
+        wire: Wire = LENDBOX_WIRE,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: float = 1,
     ) -> None:
         self.url = url
         self.baudrate = baudrate
+        self.wire = wire
+        self.bytesize, self.parity, self.stopbits = bytesize, parity, stopbits
         self.name = name or url
         self._factory = port_factory
         self._clock = clock
@@ -179,7 +264,8 @@ class BusTransport:
         self._backoff = self._backoff_first
         self._last_rx = -1e9
         self._seq = secrets.randbelow(256)  # a restarted host must not hit the board's cache
-        self._decoder = FrameDecoder()
+        self._decoder: StreamDecoder = wire.new_decoder()
+        self._request: object = None
         self.counters = LinkCounters()
         self._device_counters: dict[int, LinkCounters] = {}
         self.request_was_sent = False  # did the last request reach the wire at least once?
@@ -221,9 +307,9 @@ class BusTransport:
         return info
 
     def request(
-        self, address: int, message: Request, *, timeout_s: float,
+        self, address: int, message: Any, *, timeout_s: float,
         retries: int = Timing.RETRIES,
-    ) -> Reply:
+    ) -> Any:
         """Send ``message`` to board ``address`` and return its reply (possibly a ``Nak``).
 
         Args:
@@ -244,9 +330,10 @@ class BusTransport:
             self._ensure_open()
             seq = self._next_seq()
             try:
-                data = encode(Frame(address=address, seq=seq, message=message))
+                data = self.wire.encode(address, seq, message)
             except proto_errors.LocalProtocolError as exc:
                 raise DriverError(f"cannot encode {type(message).__name__}: {exc}") from exc
+            self._request = message
             dev = self.device_counters(address)
             for c in (self.counters, dev):
                 c.requests += 1
@@ -261,7 +348,7 @@ class BusTransport:
                 self.request_was_sent = True
                 dev.frames_sent += 1
                 outcome = self._await_reply(address, seq, timeout_s)
-                if isinstance(outcome, Reply):
+                if not isinstance(outcome, str):
                     dev.frames_received += 1
                     for c in (self.counters, dev):
                         c.recent.append(attempt > 0)
@@ -290,11 +377,14 @@ class BusTransport:
                 c.last_error = msg
             raise DeviceTimeout(msg)
 
-    def broadcast(self, message: Request) -> None:
+    def broadcast(self, message: Any, address: int = BROADCAST) -> None:
         """Send ``message`` to every board; boards never answer a broadcast."""
         with self._lock:
             self._ensure_open()
-            data = encode(Frame(address=BROADCAST, seq=self._next_seq(), message=message))
+            try:
+                data = self.wire.encode(address, self._next_seq(), message)
+            except proto_errors.LocalProtocolError as exc:
+                raise DriverError(f"cannot encode {type(message).__name__}: {exc}") from exc
             self._write(data)
 
     def close(self) -> None:
@@ -314,7 +404,8 @@ class BusTransport:
                 f"bus {self.name}: {self._down_reason} (retrying in "
                 f"{self._next_open_at - now:.1f} s)")
         try:
-            port = self._factory(self.url, baudrate=self.baudrate, timeout=0,
+            port = self._factory(self.url, baudrate=self.baudrate, bytesize=self.bytesize,
+                                 parity=self.parity, stopbits=self.stopbits, timeout=0,
                                  do_not_open=True)
             port.open()
         except (serial.SerialException, OSError, ValueError) as exc:
@@ -327,7 +418,7 @@ class BusTransport:
         self._port = port
         self._down_reason = ""
         self._backoff = self._backoff_first
-        self._decoder = FrameDecoder()
+        self._decoder = self.wire.new_decoder()
 
     def _port_failed(self, reason: str) -> None:
         self._close_port()
@@ -364,7 +455,7 @@ class BusTransport:
                 self._port.reset_input_buffer()
         except (serial.SerialException, OSError) as exc:
             raise self._io_failed(exc) from exc
-        self._decoder = FrameDecoder()
+        self._decoder = self.wire.new_decoder()
 
     def _write(self, data: bytes) -> None:
         wait = self._last_rx + Timing.TURNAROUND_MS / 1000 - self._clock()
@@ -389,7 +480,7 @@ class BusTransport:
             self._last_rx = self._clock()
         return data
 
-    def _await_reply(self, address: int, seq: int, timeout: float) -> Reply | str:
+    def _await_reply(self, address: int, seq: int, timeout: float) -> object:
         """One attempt's wait. Returns the reply, or why there was none: ``"timeout"``,
         ``"unreadable"`` (a broken frame came; the line is quiet again) or ``"echo"``."""
         deadline = self._clock() + timeout
@@ -419,14 +510,14 @@ class BusTransport:
                     continue
             self._decoder.feed(data)
             result = self._drain_events(address, seq)
-            if isinstance(result, Reply):
+            if not isinstance(result, str):
                 return result
             if result == "unreadable":
                 unreadable = True
             elif result == "echo":
                 echo = True
 
-    def _drain_events(self, address: int, seq: int) -> Reply | str:
+    def _drain_events(self, address: int, seq: int) -> object:
         verdict = ""
         while True:
             try:
@@ -438,13 +529,12 @@ class BusTransport:
                 continue
             if event is NEED_DATA:
                 return verdict
-            assert isinstance(event, Frame)
             self.counters.frames_received += 1
-            msg = event.message
-            if isinstance(msg, Reply) and event.address == address and event.seq == seq:
-                return msg
+            match = self.wire.match(self._request, address, seq, event)
+            if match == "reply":
+                return self.wire.reply_of(event)
             self.counters.foreign_frames += 1
-            if isinstance(msg, Request) and event.seq == seq and event.address == address:
+            if match == "echo":
                 verdict = verdict or "echo"
 
     def _count_error(self, exc: proto_errors.FrameError) -> None:
