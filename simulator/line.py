@@ -64,8 +64,9 @@ def pace(
     start: float | None = None,
     stop: threading.Event | None = None,
     chunk_s: float = 0.002,
+    bits_per_char: int = BITS_PER_CHAR_8N1,
 ) -> float:
-    """Write ``data`` through ``write`` no faster than ``baudrate`` 8N1 allows.
+    """Write ``data`` through ``write`` no faster than ``baudrate`` allows (8N1 by default).
 
     Bytes go out in chunks of about ``chunk_s`` of line time, each one only once the line would
     have carried the previous ones, so the last byte leaves at ``start + wire time`` (never
@@ -77,10 +78,11 @@ def pace(
         baudrate: the emulated line rate.
         start: monotonic time the first character starts; default now.
         stop: if set while waiting, the rest is not sent.
+        bits_per_char: 10 for 8N1, 11 for 8E1.
     Returns:
         the emulated wire time of ``data`` in seconds.
     """
-    per_char = char_time_s(baudrate)
+    per_char = char_time_s(baudrate, bits_per_char)
     begin = time.monotonic() if start is None else start
     chunk = max(1, int(chunk_s / per_char))
     sent = 0

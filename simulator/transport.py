@@ -13,6 +13,10 @@ pseudo-terminal. Every exchange on a bus is serialised (RS-485 is half duplex):
    answers; the reply starts ``delay_s`` (board time: pulse, air time) + the fault delay after
    the request's end and is written at the line rate (``line.pace``);
 4. wire, air and board time are added to the bus's :class:`LinkStats`.
+
+The bytes' framing is a :class:`DeviceWire` (our protocol by default, or a third-party
+family's), and the boards are any :class:`BusDevice`, so every family's emulator gets the
+same pacing, faults and accounting.
 """
 
 from __future__ import annotations
@@ -25,31 +29,86 @@ import threading
 import time
 import tty
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from firmware_protocol.codec import NEED_DATA, FrameDecoder, encode
 from firmware_protocol.const import Timing
 from firmware_protocol.errors import FrameError, LocalProtocolError
-from firmware_protocol.messages import Frame
 
-from .board import BoardEmulator, BoardResult
+from .board import BoardResult
 from .config import BusConfig
 from .faults import LinkFaults
-from .line import LinkStats, pace, wire_time_s
+from .line import BITS_PER_CHAR_8N1, LinkStats, pace, wire_time_s
 
-__all__ = ["BusServer"]
+__all__ = ["BusDevice", "BusServer", "DeviceWire", "LENDBOX_DEVICE_WIRE", "LendboxDeviceWire"]
 
 _POLL_S = 0.1
+
+
+class _Decoder(Protocol):
+    @property
+    def buffered(self) -> int: ...
+
+    def feed(self, data: bytes) -> None: ...
+
+    def next_event(self) -> object: ...
+
+    def expire(self) -> None: ...
+
+
+class DeviceWire(Protocol):
+    """How one family's requests are framed, seen from the device side of the bus."""
+
+    family: str
+
+    def new_decoder(self) -> _Decoder:
+        """A sans-IO decoder of the requests (raising ``firmware_protocol`` FrameErrors)."""
+        ...
+
+    def encode_reply(self, reply: Any) -> bytes: ...
+
+    def encoded_size(self, request: Any) -> int:
+        """How many bytes ``request`` took on the wire (for its wire time)."""
+        ...
+
+    # Optional attributes, read with getattr: ``inter_byte_gap_s`` (silence that ends a
+    # frame; default SPEC's 5 ms) and ``bits_per_char`` (10 for 8N1, 11 for 8E1).
+
+
+class BusDevice(Protocol):
+    """One emulated device on a bus: every decoded request or decoding error goes to every
+    device; at most one answers (``BoardResult.reply``, after ``delay_s``)."""
+
+    def handle(self, item: Any) -> BoardResult: ...
+
+
+class LendboxDeviceWire:
+    """Our own board protocol (firmware_protocol/SPEC.md)."""
+
+    family = "lendbox"
+
+    def new_decoder(self) -> _Decoder:
+        return FrameDecoder()
+
+    def encode_reply(self, reply: Any) -> bytes:
+        return encode(reply)
+
+    def encoded_size(self, request: Any) -> int:
+        return len(encode(request))
+
+
+LENDBOX_DEVICE_WIRE = LendboxDeviceWire()
 
 
 class _Peer:
     """One connected host (a TCP client or the pty)."""
 
-    def __init__(self, write: Callable[[bytes], None], close: Callable[[], None], name: str
-                 ) -> None:
+    def __init__(self, write: Callable[[bytes], None], close: Callable[[], None], name: str,
+                 decoder: _Decoder) -> None:
         self.write = write
         self.close = close
         self.name = name
-        self.decoder = FrameDecoder()
+        self.decoder = decoder
         self.pending_since: float | None = None  # arrival of the first undecided byte
         self.request_end = 0.0  # emulated end of the last request heard
 
@@ -64,12 +123,17 @@ class BusServer:
         faults: this bus's link faults (shared with the Simulator's fault API).
         stats: where emulated time is accounted.
         pty: also serve on a pseudo-terminal.
+        wire: the family's framing; default our own protocol.
     """
 
-    def __init__(self, bus: BusConfig, boards: Sequence[BoardEmulator],
+    def __init__(self, bus: BusConfig, boards: Sequence[BusDevice],
                  model_lock: threading.RLock, faults: LinkFaults, stats: LinkStats, *,
-                 pty: bool = False, host: str = "127.0.0.1") -> None:
+                 pty: bool = False, host: str = "127.0.0.1",
+                 wire: DeviceWire = LENDBOX_DEVICE_WIRE) -> None:
         self.bus = bus
+        self.wire = wire
+        # 10 bits a character for 8N1; a family on 8E1 (FEIG) says 11.
+        self._bits: int = getattr(wire, "bits_per_char", BITS_PER_CHAR_8N1)
         self.boards = list(boards)
         self.model_lock = model_lock
         self.faults = faults
@@ -189,7 +253,7 @@ class BusServer:
             self._spawn(self._serve_socket, f"{self.bus.name}-conn", conn)
 
     def _serve_socket(self, conn: socket.socket) -> None:
-        peer = _Peer(conn.sendall, conn.close, "tcp")
+        peer = _Peer(conn.sendall, conn.close, "tcp", self.wire.new_decoder())
         try:
             while not self._stop.is_set():
                 conn.settimeout(self._wait_s(peer))
@@ -221,7 +285,7 @@ class BusServer:
                 n = os.write(master, view)
                 view = view[n:]
 
-        peer = _Peer(write, lambda: None, "pty")
+        peer = _Peer(write, lambda: None, "pty", self.wire.new_decoder())
         while not self._stop.is_set():
             try:
                 ready, _, _ = select.select([master], [], [], self._wait_s(peer))
@@ -244,8 +308,8 @@ class BusServer:
     def _wait_s(self, peer: _Peer) -> float:
         """How long to wait for bytes: the inter-byte gap while a frame is half received."""
         if peer.decoder.buffered:
-            return Timing.INTER_BYTE_GAP_MS / 1000 + wire_time_s(peer.decoder.buffered,
-                                                                 self.bus.baudrate)
+            gap = getattr(self.wire, "inter_byte_gap_s", Timing.INTER_BYTE_GAP_MS / 1000)
+            return gap + wire_time_s(peer.decoder.buffered, self.bus.baudrate, self._bits)
         return _POLL_S
 
     def _expire(self, peer: _Peer) -> None:
@@ -273,27 +337,26 @@ class BusServer:
                 continue
             if event is NEED_DATA:
                 break
-            assert isinstance(event, Frame)
             try:
-                size = len(encode(event))
+                size = self.wire.encoded_size(event)
             except LocalProtocolError:  # e.g. a reply from broadcast: nobody answers it
                 continue
             self._dispatch(peer, event, size)
         if not peer.decoder.buffered:
             peer.pending_since = None
 
-    def _dispatch(self, peer: _Peer, item: Frame | FrameError, size: int) -> None:
+    def _dispatch(self, peer: _Peer, item: object, size: int) -> None:
         """One decoded frame or error: account its wire time, let the boards react, answer."""
         with self._bus_lock:
             arrived = peer.pending_since if peer.pending_since is not None else time.monotonic()
             start = max(arrived, peer.request_end)
-            request_s = wire_time_s(size, self.bus.baudrate)
+            request_s = wire_time_s(size, self.bus.baudrate, self._bits)
             end = start + request_s
             peer.request_end = end
             self.stats.wire_s += request_s
             if isinstance(item, FrameError):
                 self.stats.frame_errors += 1
-            if isinstance(item, Frame):
+            if not isinstance(item, FrameError):
                 self.stats.requests += 1
                 if self.faults.drop():
                     self.stats.requests_dropped += 1
@@ -309,10 +372,11 @@ class BusServer:
             if self.faults.drop():
                 self.stats.replies_dropped += 1
                 return
-            data, garbled = self.faults.garble(encode(result.reply))
+            data, garbled = self.faults.garble(self.wire.encode_reply(result.reply))
             self.stats.bytes_garbled += garbled
             try:
                 sent = pace(peer.write, data, self.bus.baudrate, start=reply_start,
+                            bits_per_char=self._bits,
                             stop=self._stop)
             except OSError:
                 return
@@ -321,7 +385,7 @@ class BusServer:
             self.stats.exchanges += 1
             peer.request_end = max(peer.request_end, time.monotonic())
 
-    def _ask_boards(self, item: Frame | FrameError) -> BoardResult:
+    def _ask_boards(self, item: object) -> BoardResult:
         answer = BoardResult(reply=None)
         with self.model_lock:
             for board in self.boards:
