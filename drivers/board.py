@@ -123,6 +123,9 @@ class DoorEvent:
     kind: EventType
     lock: int
     uptime_ms: int
+    # True when a polled board's driver concluded the event must have happened between two
+    # polls without seeing it (a door seen closed twice with an unlock between).
+    inferred: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
