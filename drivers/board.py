@@ -369,6 +369,20 @@ class LendboxBoard:
         r = self._call(m.SelfTest(), m.SelfTestReply, Timing.SELF_TEST_TIMEOUT_MS)
         return tuple(PartCheck(part=p.part, index=p.index, status=p.status) for p in r.results)
 
+    def measure_latency(self, timeout_ms: float = 1000) -> float:
+        """One GET_STATES with a long timeout and no re-send: how late the board's reply
+        comes, beyond the wire time of both frames, in seconds.
+
+        Why a long timeout: with the normal 50 ms a reply later than that is indistinguishable
+        from a lost one; here it is measured. (Normal requests feed the same counters,
+        ``LinkCounters.latency_mean_s``.) Raises ``DriverError`` when no readable reply came.
+        """
+        self.transport.request(self.address, m.GetStates(), timeout_s=timeout_ms / 1000,
+                               retries=0, measure_latency=True)
+        late = self.transport.device_counters(self.address).last_latency_s
+        assert late is not None
+        return late
+
     def antenna_diag(self, antenna: int) -> AntennaHealth:
         r = self._call(m.AntennaDiag(antenna=antenna), m.AntennaDiagReply,
                        Timing.TAG_COMMAND_TIMEOUT_MS)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import enum
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from firmware_protocol.const import EventType, PartKind, PartStatus
+from firmware_protocol.const import EventType, PartKind, PartStatus, Timing
 
 from .board import BoardCounters, BoardInfo, LendboxBoard, PartCheck
 from .errors import (
+    CardError,
+    ConfigError,
     DeviceTimeout,
     DeviceUnavailable,
     DriverError,
@@ -35,18 +37,27 @@ __all__ = [
     "LINK_FAULT_FRACTION",
     "NOISY_DBM",
     "BoardReport",
+    "CameraCheck",
+    "CardCheck",
     "DevicesReport",
     "Finding",
     "InventoryReport",
+    "PeripheralReport",
     "SelfTestReport",
     "Severity",
     "TagRate",
     "UnlockCheck",
     "check_devices",
+    "check_peripherals",
     "inventory_report",
+    "read_card",
     "run_selftest",
     "test_unlock",
+    "watch_camera",
 ]
+
+Progress = Callable[[str], None] | None
+"""Told the name of each step of a long diagnosis as it starts."""
 
 #: Reflected power above this (‰) means a detuned antenna (well tuned: < 100).
 DETUNED_PERMILLE = 300
@@ -56,6 +67,14 @@ NOISY_DBM = -70
 LINK_FAULT_FRACTION = 0.03
 #: GET_STATES probes per answering board to measure link quality.
 LINK_PROBES = 40
+#: Replies later than this (beyond wire time, ms) mean a slow converter or USB latency timer.
+#: A healthy board answers in a few ms (its firmware time); SPEC §4 gives plain commands
+#: 50 ms, so 10 ms already eats a fifth of that margin. At or past the timeout itself every
+#: request times out and is re-sent (a fault, not a warning).
+SLOW_REPLY_MS = 10
+#: Latency probes per answering board (GET_STATES with a long timeout); the first is not
+#: counted, it only lets late duplicates of earlier re-sent requests clear the line.
+LATENCY_PROBES = 4
 
 
 class Severity(enum.Enum):
@@ -91,6 +110,9 @@ class _Findings:
         self._items.setdefault((subject, topic),
                                Finding(subject=subject, message=message, severity=severity))
 
+    def has(self, subject: str, topic: str) -> bool:
+        return (subject, topic) in self._items
+
     def list(self) -> list[Finding]:
         return list(self._items.values())
 
@@ -119,6 +141,7 @@ class DevicesReport:
     buses: list[dict[str, object]]
     boards: list[BoardReport]
     findings: list[Finding]
+    peripherals: list[PeripheralReport] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -127,6 +150,7 @@ class DevicesReport:
     def as_dict(self) -> dict[str, object]:
         return {"passed": self.passed, "buses": self.buses,
                 "boards": [b.as_dict() for b in self.boards],
+                "peripherals": [p.as_dict() for p in self.peripherals],
                 "findings": [f.as_dict() for f in self.findings]}
 
 
@@ -169,7 +193,9 @@ def check_devices(hw: Hardware) -> DevicesReport:
                                    info=info, counters=counters,
                                    link=board.diagnostics()["counters"]))  # type: ignore[arg-type]
     buses = [t.diagnostics() for t in hw.buses.values()]
-    return DevicesReport(buses=buses, boards=reports, findings=out.list())
+    peripherals = _peripheral_reports(hw, out)
+    return DevicesReport(buses=buses, boards=reports, findings=out.list(),
+                         peripherals=peripherals)
 
 
 # ---------------------------------------------------------------- unlock
@@ -256,6 +282,7 @@ class TagRate:
     seen: int
     rounds: int
     error: str = ""
+    undecodable: bool = False  # its memory was read but is not ISO 28560 data
 
     @property
     def rate(self) -> float:
@@ -264,7 +291,8 @@ class TagRate:
     def as_dict(self) -> dict[str, object]:
         return {"uid": self.uid, "item_id": self.item_id, "owner_library": self.owner_library,
                 "rssi": self.rssi, "seen": self.seen, "rounds": self.rounds,
-                "rate": round(self.rate, 3), "error": self.error}
+                "rate": round(self.rate, 3), "error": self.error,
+                "undecodable": self.undecodable}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,6 +302,8 @@ class InventoryReport:
     rounds: int
     tags: list[TagRate]
     findings: list[Finding]
+    expected: list[str] = field(default_factory=list)  # item ids the caller said are there
+    missing: list[str] = field(default_factory=list)  # of those, never seen
 
     @property
     def passed(self) -> bool:
@@ -282,12 +312,31 @@ class InventoryReport:
     def as_dict(self) -> dict[str, object]:
         return {"door": self.door, "antenna": self.antenna, "rounds": self.rounds,
                 "passed": self.passed, "tags": [t.as_dict() for t in self.tags],
+                "expected": self.expected, "missing": self.missing,
                 "findings": [f.as_dict() for f in self.findings]}
 
 
-def inventory_report(hw: Hardware, door: int, *, repeat: int = 1) -> InventoryReport:
+def _inventories(n: int) -> str:
+    return "1 inventory" if n == 1 else f"{n} inventories"
+
+
+def _undecodable_message(uid: str, error: str) -> str:
+    reason = error.split(": ", 1)[1] if error.startswith(f"tag {uid}: ") else error
+    return f"tag {uid} answers but its data cannot be decoded ({reason}) — re-tag the item"
+
+
+def inventory_report(hw: Hardware, door: int, *, repeat: int = 1,
+                     expect: Sequence[str] = (), expect_count: int | None = None
+                     ) -> InventoryReport:
     """Inventory ``door`` ``repeat`` times: each tag's item id, strongest RSSI, read rate.
-    Tag data is read once per tag (then cached). Raises ConfigError for an unknown door."""
+    Tag data is read once per tag (then cached). Raises ConfigError for an unknown door.
+
+    Faults found: a tag that answered only some of the rounds (detuned by a neighbouring
+    book or badly placed), a tag that answers but whose memory does not decode, and — since
+    a dead tag cannot be seen by the radio at all — each item of ``expect`` (item ids the
+    caller knows are in the door, e.g. the kiosk's ledger) that was never seen, or fewer
+    tags than ``expect_count``.
+    """
     spec = hw.door(door)
     reader = hw.readers[spec.board]
     out = _Findings()
@@ -311,19 +360,38 @@ def inventory_report(hw: Hardware, door: int, *, repeat: int = 1) -> InventoryRe
                 best[t.uid] = t
     rates = [TagRate(uid=uid.hex().upper(), item_id=t.item_id,
                      owner_library=t.data.owner_library if t.data else None, rssi=t.rssi,
-                     seen=seen[uid], rounds=done, error=t.error)
+                     seen=seen[uid], rounds=done, error=t.error, undecodable=t.undecodable)
              for uid, t in best.items()]
     rates.sort(key=lambda r: (r.item_id or "", r.uid))
+    subject = f"door {door}"
     for r in rates:
         if done > 1 and r.rate < 1.0:
-            out.add(f"door {door}", f"rate {r.uid}",
-                    f"tag {r.uid} ({r.item_id or 'unknown item'}) read in {r.seen}/{done} "
-                    f"rounds — a neighbouring book may detune it", Severity.WARNING)
-        if r.error:
-            out.add(f"door {door}", f"data {r.uid}", f"tag {r.uid}: data unreadable ({r.error})",
+            item = f"item {r.item_id}" if r.item_id else "unknown item"
+            out.add(subject, f"rate {r.uid}",
+                    f"tag {r.uid} ({item}) answered {r.seen} of {_inventories(done)} — "
+                    f"detuned by a neighbouring book or badly placed; reposition it")
+        if r.undecodable:
+            out.add(subject, f"data {r.uid}", _undecodable_message(r.uid, r.error))
+        elif r.error:
+            out.add(subject, f"data {r.uid}", f"tag {r.uid} answered the inventory but not "
+                    f"the read of its data ({r.error}) — detuned or badly placed",
                     Severity.WARNING)
+    expected = list(dict.fromkeys(expect))
+    missing: list[str] = []
+    if done:
+        seen_ids = {r.item_id for r in rates if r.item_id}
+        undecodable = sum(r.undecodable for r in rates)
+        rounds = _inventories(done)
+        hint = (" (or it is one of the undecodable tags)" if undecodable else "")
+        missing = [i for i in expected if i not in seen_ids]
+        for item_id in missing:
+            out.add(subject, f"missing {item_id}", f"item {item_id} expected but not seen in "
+                    f"{rounds} — tag dead or missing{hint}")
+        if expect_count is not None and len(rates) < expect_count:
+            out.add(subject, "count", f"{expect_count} tags expected, {len(rates)} seen in "
+                    f"{rounds} — a tag is dead or a book is missing")
     return InventoryReport(door=door, antenna=spec.antenna, rounds=done, tags=rates,
-                           findings=out.list())
+                           findings=out.list(), expected=expected, missing=missing)
 
 
 # ---------------------------------------------------------------- self-test
@@ -335,6 +403,8 @@ class SelfTestReport:
     boards: list[dict[str, object]]
     unlocks: list[UnlockCheck]
     links: list[dict[str, object]]
+    peripherals: list[PeripheralReport] = field(default_factory=list)
+    latency: list[dict[str, object]] = field(default_factory=list)  # per answering board
 
     @property
     def passed(self) -> bool:
@@ -347,7 +417,9 @@ class SelfTestReport:
     def as_dict(self) -> dict[str, object]:
         return {"passed": self.passed, "verdict": self.verdict,
                 "findings": [f.as_dict() for f in self.findings], "boards": self.boards,
-                "unlocks": [u.as_dict() for u in self.unlocks], "links": self.links}
+                "unlocks": [u.as_dict() for u in self.unlocks], "links": self.links,
+                "latency": self.latency,
+                "peripherals": [p.as_dict() for p in self.peripherals]}
 
 
 def _door_label(hw: Hardware, board: int, *, lock: int | None = None,
@@ -403,9 +475,13 @@ def _antenna_findings(hw: Hardware, board: LendboxBoard, antennas: list[int],
     return rows
 
 
-def _event_findings(hw: Hardware, board: LendboxBoard, out: _Findings) -> list[dict[str, object]]:
+def _event_findings(hw: Hardware, board: LendboxBoard, out: _Findings,
+                    still_open: set[int]) -> list[dict[str, object]]:
+    """Findings from the events the board still holds; ``still_open``: locks whose door is
+    open now (a held-open alarm of a door closed since is only a warning)."""
     batch = board.peek_events()
     power_lost = 0
+    held: set[int] = set()  # locks whose door raised the held-open alarm
     for e in batch.events:
         label = (_door_label(hw, board.address, lock=e.lock)[0] if e.lock
                  else f"board {board.address}") or f"board {board.address} lock {e.lock}"
@@ -418,7 +494,14 @@ def _event_findings(hw: Hardware, board: LendboxBoard, out: _Findings) -> list[d
         elif e.kind is EventType.TAMPER:
             out.add(label, "tamper", "tamper switch triggered — check the housing")
         elif e.kind is EventType.DOOR_HELD_OPEN:
-            out.add(label, "held", "held open too long", Severity.WARNING)
+            held.add(e.lock)
+    for lock in sorted(held):
+        label = _door_label(hw, board.address, lock=lock)[0] or f"board {board.address} lock {lock}"
+        if lock in still_open:
+            out.add(label, "open", "left open (held-open alarm)")
+        else:
+            out.add(label, "open", "was left open (held-open alarm), closed since",
+                    Severity.WARNING)
     if power_lost:
         times = "once" if power_lost == 1 else f"{power_lost} times"
         out.add(f"board {board.address}", "power", f"power was lost ({times})",
@@ -427,10 +510,82 @@ def _event_findings(hw: Hardware, board: LendboxBoard, out: _Findings) -> list[d
             for e in batch.events]
 
 
+def _inventory_findings(hw: Hardware, address: int, out: _Findings,
+                        progress: Progress = None) -> list[dict[str, object]]:
+    """Inventory each of the board's doors once (read-only: INVENTORY and READ_BLOCKS) and
+    name tags that answer but whose data cannot be decoded. Tags that do not answer cannot
+    be told from absent books here (``inventory_report(expect=...)`` can); a failing
+    inventory is left to the link and board findings."""
+    reader = hw.readers.get(address)
+    rows: list[dict[str, object]] = []
+    if reader is None:
+        return rows
+    for number in hw.doors_of(address):
+        spec = hw.door(number)
+        if progress is not None:
+            progress(f"door {number}: inventory")
+        try:
+            tags = inventory_door(reader, spec.antenna, hw.tag_cache)
+        except DriverError as exc:
+            rows.append({"door": number, "antenna": spec.antenna, "error": str(exc)})
+            continue
+        bad = [t for t in tags if t.undecodable]
+        rows.append({"door": number, "antenna": spec.antenna, "tags": len(tags),
+                     "undecodable": [t.uid.hex().upper() for t in bad]})
+        for t in bad:
+            uid = t.uid.hex().upper()
+            out.add(f"door {number}", f"data {uid}", _undecodable_message(uid, t.error))
+    return rows
+
+
+def _probe_latency(board: LendboxBoard, probes: int) -> list[float]:
+    """How late ``board``'s replies come (GET_STATES with a long timeout, seconds each).
+    The first probe is not counted: on a line slower than the timeout it waits out the
+    late duplicates of earlier re-sent requests."""
+    samples: list[float] = []
+    for i in range(probes + 1):
+        try:
+            late = board.measure_latency()
+        except DriverError:
+            continue
+        if i:
+            samples.append(late)
+    return samples
+
+
+def _latency_row(board: LendboxBoard, samples: list[float]) -> dict[str, object]:
+    return {"board": board.address, "bus": board.transport.name, "probes": len(samples),
+            "latency_mean_ms": round(sum(samples) / len(samples) * 1000, 1) if samples
+            else None,
+            "latency_max_ms": round(max(samples) * 1000, 1) if samples else None}
+
+
+def _slow_bus(bus: str, samples: list[float], out: _Findings) -> bool:
+    """A finding for a bus whose replies come late; True when later than the plain-command
+    timeout (every request times out and is re-sent: its boards cannot be tested)."""
+    if not samples:
+        return False
+    timeout_ms = Timing.RESPONSE_TIMEOUT_MS
+    mean_ms = sum(samples) / len(samples) * 1000
+    if mean_ms >= timeout_ms:
+        out.add(f"bus {bus}", "latency", f"replies {mean_ms:.0f} ms late on average, past "
+                f"the {timeout_ms} ms reply timeout: requests time out and are re-sent — "
+                f"check the converter/USB latency timer (its boards were not tested further)")
+        return True
+    if mean_ms >= SLOW_REPLY_MS:
+        out.add(f"bus {bus}", "latency", f"replies {mean_ms:.0f} ms late on average — "
+                f"check the converter/USB latency timer", Severity.WARNING)
+    return False
+
+
 def _link_findings(hw: Hardware, answering: list[LendboxBoard], out: _Findings,
-                   probes: int) -> list[dict[str, object]]:
-    """Probe each answering board and judge each bus by its failed attempts."""
+                   probes: int, skip: set[str] | frozenset[str] = frozenset()
+                   ) -> list[dict[str, object]]:
+    """Probe each answering board and judge each bus by its failed attempts (buses in
+    ``skip`` are too slow to judge this way: their failures are late replies)."""
     for board in answering:
+        if board.transport.name in skip:
+            continue
         for _ in range(probes):
             try:
                 board.states()
@@ -438,6 +593,8 @@ def _link_findings(hw: Hardware, answering: list[LendboxBoard], out: _Findings,
                 pass
     rows: list[dict[str, object]] = []
     for name, transport in hw.buses.items():
+        if name in skip:
+            continue
         sent = unreadable = silent = 0
         for b in answering:
             if b.transport is transport:
@@ -456,20 +613,44 @@ def _link_findings(hw: Hardware, answering: list[LendboxBoard], out: _Findings,
 
 
 def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_PROBES,
-                 watch_s: float = 3.0) -> SelfTestReport:
+                 watch_s: float = 3.0, latency_probes: int = LATENCY_PROBES,
+                 inventory: bool = True, progress: Progress = None) -> SelfTestReport:
     """Check every board, antenna and (with ``unlock``) door; name each faulty part.
 
-    Steps per board: IDENTIFY (answering?), SELF_TEST (coils, sensors), ANTENNA_DIAG of every
-    antenna, door states (jammed/forced), event history (forced doors, power loss), then a
-    test-unlock of each door if asked, then link quality per bus.
+    Steps per board: IDENTIFY (answering?), reply latency (GET_STATES with a long timeout: a
+    slow converter or USB latency timer; replies later than SPEC's 50 ms timeout make every
+    request time out, so the bus's boards are not tested further), SELF_TEST (coils,
+    sensors), ANTENNA_DIAG of every antenna, door states (jammed/forced/open/held open),
+    event history (forced doors, doors left open, power loss), one read-only inventory of
+    each door (tags whose data does not decode), then a test-unlock of each door if asked;
+    then link quality per bus. ``progress`` is told each step as it starts (the whole test
+    takes seconds per door on a slow bus, so a technician should see it move).
     """
+    def step(what: str) -> None:
+        if progress is not None:
+            progress(what)
+
     out = _Findings()
     boards: list[dict[str, object]] = []
     unlocks: list[UnlockCheck] = []
     answering: list[LendboxBoard] = []
+    latency: list[dict[str, object]] = []
+    bus_samples: dict[str, list[float]] = {}
+    too_slow: set[str] = set()
     for address, board in sorted(hw.boards.items()):
-        row: dict[str, object] = {"board": address, "bus": board.transport.name}
+        bus = board.transport.name
+        row: dict[str, object] = {"board": address, "bus": bus}
         boards.append(row)
+        if bus in too_slow:  # normal timeouts would only cascade: is it there at all?
+            try:
+                board.measure_latency()
+                row["answering"] = True
+            except DriverError as exc:
+                _unreachable(hw, board, exc, out)
+                row["answering"] = False
+            row["skipped"] = "bus replies later than the timeout"
+            continue
+        step(f"board {address} on {bus}: identify, latency, self-test, antennas")
         try:
             info = board.identify()
         except DriverError as exc:
@@ -478,6 +659,13 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
             continue
         row.update(answering=True, info=info.as_dict())
         answering.append(board)
+        samples = _probe_latency(board, latency_probes)
+        latency.append(_latency_row(board, samples))
+        bus_samples.setdefault(bus, []).extend(samples)
+        if samples and sum(samples) / len(samples) * 1000 >= Timing.RESPONSE_TIMEOUT_MS:
+            too_slow.add(bus)
+            row["skipped"] = "bus replies later than the timeout"
+            continue
         try:
             checks = board.self_test()
             broken = _part_findings(hw, address, checks, out)
@@ -486,20 +674,33 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
             antennas = sorted({d.antenna for d in hw.doors.values() if d.board == address}
                               | set(range(1, info.antennas + 1)))
             row["antennas"] = _antenna_findings(hw, board, antennas, checks, out)
+            still_open: set[int] = set()
             for s in board.states():
                 label, _ = _door_label(hw, address, lock=s.lock)
                 if not label:
                     continue
+                if s.open:
+                    still_open.add(s.lock)
                 if s.jammed:
                     out.add(label, "lock", "lock jammed")
                 if s.forced:
                     out.add(label, "forced", "forced open")
-            row["events"] = _event_findings(hw, board, out)
+                elif s.held_open:
+                    out.add(label, "open", "left open (held-open alarm)")
+            row["events"] = _event_findings(hw, board, out, still_open)
+            for lock in sorted(still_open):
+                label, _ = _door_label(hw, address, lock=lock)
+                if label and not out.has(label, "forced"):
+                    out.add(label, "open", "open — close it (no held-open alarm yet)",
+                            Severity.WARNING)
+            if inventory:  # ~50 ms per tag at 19200 baud (each tag's data read once)
+                row["inventory"] = _inventory_findings(hw, address, out, progress)
         except DriverError as exc:
             out.add(_board_subject(hw, address), "test", f"self-test interrupted: {exc}")
             continue
         if unlock:
             for number in hw.doors_of(address):
+                step(f"door {number}: test-unlock")
                 check = test_unlock(hw, number, watch_s=watch_s,
                                     sensor_broken=number in broken)
                 unlocks.append(check)
@@ -507,6 +708,217 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
                     # One verdict per part: a coil the self-test already named stays named.
                     topic = "sensor" if "sensor wiring" in f.message else "lock"
                     out.add(f.subject, topic, f.message, f.severity)
-    links = _link_findings(hw, answering, out, link_probes)
-    return SelfTestReport(findings=out.list(), boards=boards, unlocks=unlocks, links=links)
+    for bus, samples in bus_samples.items():
+        _slow_bus(bus, samples, out)
+    step("link quality")
+    links = _link_findings(hw, answering, out, link_probes, too_slow)
+    peripherals = _peripheral_reports(hw, out)
+    return SelfTestReport(findings=out.list(), boards=boards, unlocks=unlocks, links=links,
+                          peripherals=peripherals, latency=latency)
 
+
+
+# ---------------------------------------------------------------- card reader and camera
+
+CARD_READER = "card reader"
+CAMERA = "camera"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeripheralReport:
+    """The card reader or the camera: its availability (and why) and what it is."""
+
+    device: str  # CARD_READER or CAMERA
+    availability: str
+    reason: str
+    details: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"device": self.device, "availability": self.availability,
+                "reason": self.reason, "details": self.details}
+
+
+def _card_reader_report(hw: Hardware) -> PeripheralReport | None:
+    reader = hw.card_reader
+    if reader is None:
+        return None
+    status = reader.status()
+    spec = hw.spec.card_reader
+    details: dict[str, object] = {"reader": reader.diagnostics().get("reader") or "",
+                                  "reader_match": reader.reader_match}
+    if spec is not None and spec.pcsc_socket:
+        details["pcsc_socket"] = spec.pcsc_socket
+    return PeripheralReport(device=CARD_READER, availability=status.availability.value,
+                            reason=status.reason, details=details)
+
+
+def _camera_report(hw: Hardware) -> PeripheralReport | None:
+    camera = hw.camera
+    if camera is None:
+        return None
+    opened_here = not camera.is_open
+    reason = ""
+    try:
+        camera.open()
+        camera.read_frame()
+    except DriverError as exc:
+        reason = str(exc)
+    try:
+        status = camera.status()
+        diag = camera.diagnostics()
+    finally:
+        if opened_here:
+            camera.close()
+    availability = "unavailable" if reason else status.availability.value
+    details = {k: diag[k] for k in ("source", "kind", "decoder", "isbn_decoder", "frames_read")}
+    return PeripheralReport(device=CAMERA, availability=availability,
+                            reason=reason or status.reason, details=details)
+
+
+def _peripheral_reports(hw: Hardware, out: _Findings) -> list[PeripheralReport]:
+    reports = [r for r in (_card_reader_report(hw), _camera_report(hw)) if r is not None]
+    for r in reports:
+        if r.availability == "unavailable":
+            out.add(r.device, "availability", f"unavailable — {r.reason}")
+        elif r.availability == "degraded":
+            out.add(r.device, "availability", f"degraded — {r.reason}", Severity.WARNING)
+    return reports
+
+
+def check_peripherals(hw: Hardware) -> tuple[list[PeripheralReport], list[Finding]]:
+    """The configured card reader and camera: availability, and findings for the faulty ones.
+    (``check_devices`` and ``run_selftest`` include this.)"""
+    out = _Findings()
+    return _peripheral_reports(hw, out), out.list()
+
+
+def _require(device: object, section: str) -> None:
+    if device is None:
+        raise ConfigError(f"the hardware config has no [{section}] section")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardCheck:
+    """One card read. The UID itself is never kept: only its per-process digest and length."""
+
+    reader: str
+    timeout_s: float
+    uid_digest: str | None
+    uid_length: int | None
+    seconds: float
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not any(f.severity is Severity.FAULT for f in self.findings)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"reader": self.reader, "timeout_s": self.timeout_s,
+                "uid_digest": self.uid_digest, "uid_length": self.uid_length,
+                "seconds": round(self.seconds, 3), "passed": self.passed,
+                "findings": [f.as_dict() for f in self.findings]}
+
+
+def read_card(hw: Hardware, *, timeout: float = 10.0,
+              clock: Callable[[], float] = time.monotonic) -> CardCheck:
+    """Wait up to ``timeout`` s for a card on the reader and read its UID.
+
+    No card in time is a fault (the check is "does the reader read a card?").
+    Raises:
+        ConfigError: the hardware config has no card reader.
+    """
+    from .card_reader import CardCommandRefused, uid_digest
+
+    _require(hw.card_reader, "card_reader")
+    reader = hw.card_reader
+    assert reader is not None
+    out = _Findings()
+    digest: str | None = None
+    length: int | None = None
+    start = clock()
+    try:
+        uid = reader.read_uid(timeout)
+    except CardCommandRefused as exc:
+        out.add(CARD_READER, "card", f"the card refused GET DATA (SW {exc.sw:04X}) — not a "
+                "card this reader can identify")
+    except CardError as exc:
+        out.add(CARD_READER, "card", f"card present but unreadable ({exc}) — hold it still "
+                "on the reader and try again")
+    except DeviceTimeout as exc:
+        out.add(CARD_READER, "card", f"no answer ({exc})")
+    except DeviceUnavailable as exc:
+        out.add(CARD_READER, "availability", f"unavailable — {exc}")
+    else:
+        if uid is None:
+            out.add(CARD_READER, "card", f"no card within {timeout:g} s — hold a card flat on "
+                    "the reader; if one was there, check the reader's antenna")
+        else:
+            digest, length = uid_digest(uid), len(uid)
+    name = reader.diagnostics().get("reader") or reader.reader_match
+    return CardCheck(reader=str(name), timeout_s=timeout, uid_digest=digest, uid_length=length,
+                     seconds=clock() - start, findings=out.list())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraCheck:
+    """What the camera saw for a few seconds: QR texts and ISBNs, each once, in order."""
+
+    source: str
+    decoder: str
+    isbn_decoder: str
+    seconds: float
+    frames: int
+    qr: list[str]
+    isbns: list[str]
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not any(f.severity is Severity.FAULT for f in self.findings)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"source": self.source, "decoder": self.decoder,
+                "isbn_decoder": self.isbn_decoder, "seconds": round(self.seconds, 3),
+                "frames": self.frames, "qr": self.qr, "isbns": self.isbns,
+                "passed": self.passed, "findings": [f.as_dict() for f in self.findings]}
+
+
+def watch_camera(hw: Hardware, *, seconds: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> CameraCheck:
+    """Read frames for ``seconds`` and collect the QR texts and ISBN-13s decoded.
+
+    A camera that delivers no frame is a fault; frames without any code are only a warning.
+    Raises:
+        ConfigError: the hardware config has no camera.
+    """
+    _require(hw.camera, "camera")
+    camera = hw.camera
+    assert camera is not None
+    out = _Findings()
+    qr: list[str] = []
+    isbns: list[str] = []
+    opened_here = not camera.is_open
+    start = clock()
+    frames_before = int(camera.diagnostics()["frames_read"])  # type: ignore[call-overload]
+    try:
+        camera.open()
+        while True:
+            qr.extend(t for t in camera.read_qr() if t not in qr)
+            isbns.extend(i for i in camera.read_isbns() if i not in isbns)
+            if clock() - start >= seconds:
+                break
+        status = camera.status()
+        if status.availability.value == "degraded":
+            out.add(CAMERA, "availability", f"degraded — {status.reason}", Severity.WARNING)
+    except DriverError as exc:
+        out.add(CAMERA, "availability", f"unavailable — {exc}")
+    diag = camera.diagnostics()
+    frames = int(diag["frames_read"]) - frames_before  # type: ignore[call-overload]
+    if opened_here:
+        camera.close()
+    if frames and not qr and not isbns:
+        out.add(CAMERA, "codes", f"no QR code or ISBN seen in {frames} frames",
+                Severity.WARNING)
+    return CameraCheck(source=str(diag["source"]), decoder=str(diag["decoder"]),
+                       isbn_decoder=str(diag["isbn_decoder"]), seconds=clock() - start,
+                       frames=frames, qr=qr, isbns=isbns, findings=out.list())

@@ -19,6 +19,7 @@ __all__ = [
     "CameraError",
     "TagDataUnreadable",
     "ConfigError",
+    "NotSupported",
 ]
 
 
@@ -76,3 +77,7 @@ class TagDataUnreadable(DriverError):
 
 class ConfigError(DriverError):
     """A hardware config file is missing, malformed or inconsistent (names the problem)."""
+
+
+class NotSupported(DriverError):
+    """The device family cannot do this."""

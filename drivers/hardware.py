@@ -8,30 +8,44 @@ entry and the problem, never later as a KeyError in the middle of a loan.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware_protocol.const import MAX_ADDRESS, MIN_ADDRESS
 
 from .board import LendboxBoard
 from .cursor import CursorStore, MemoryCursorStore
-from .errors import ConfigError
+from .errors import ConfigError, DriverError
 from .rfid import LendboxRfidReader, TagCache
 from .transport import BusTransport, PortFactory
 
+if TYPE_CHECKING:
+    from .camera import Camera
+    from .card_reader import CardReader
+
 __all__ = [
     "FAMILIES",
+    "PCSC_SOCKET_ENV",
     "BoardSpec",
     "BusSpec",
+    "CameraSpec",
+    "CardReaderSpec",
     "DoorSpec",
     "Hardware",
     "HardwareSpec",
+    "bind_pcsc_socket",
     "load_spec",
     "parse_spec",
 ]
+
+#: The environment variable libpcsclite reads (once per process) for pcscd's client socket.
+PCSC_SOCKET_ENV = "PCSCLITE_CSOCK_NAME"
+#: The socket libpcsclite uses when the variable is not set.
+DEFAULT_PCSC_SOCKET = "/run/pcscd/pcscd.comm"
 
 #: Protocol families this version can drive.
 FAMILIES = ("lendbox",)
@@ -62,11 +76,34 @@ class DoorSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CardReaderSpec:
+    """``[card_reader]``: the contactless reader, by a substring of its PC/SC name.
+
+    ``pcsc_socket`` is the client socket of a private pcscd (the simulator's); None = the
+    system's pcscd (libpcsclite's default, or whatever ``PCSCLITE_CSOCK_NAME`` says).
+    """
+
+    reader: str = ""
+    pcsc_socket: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CameraSpec:
+    """``[camera]``: a device index, an image/video file or a stream URL, and its decoders."""
+
+    source: int | str
+    decoder: str = "auto"
+    isbn_decoder: str = "auto"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HardwareSpec:
     cabinet_id: str
     buses: tuple[BusSpec, ...]
     boards: tuple[BoardSpec, ...]
     doors: tuple[DoorSpec, ...]
+    card_reader: CardReaderSpec | None = None
+    camera: CameraSpec | None = None
 
 
 def load_spec(path: str | os.PathLike[str]) -> HardwareSpec:
@@ -177,7 +214,100 @@ def parse_spec(raw: Mapping[str, Any]) -> HardwareSpec:
         doors[number] = DoorSpec(number=number, board=board, lock=lock, antenna=antenna)
     return HardwareSpec(cabinet_id=cabinet_id, buses=tuple(buses.values()),
                         boards=tuple(boards.values()),
-                        doors=tuple(sorted(doors.values(), key=lambda d: d.number)))
+                        doors=tuple(sorted(doors.values(), key=lambda d: d.number)),
+                        card_reader=_parse_card_reader(raw), camera=_parse_camera(raw))
+
+
+def _section(raw: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any] | None:
+    if key not in raw:
+        return None
+    table = raw[key]
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{key}] must be a table")
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise ConfigError(f"[{key}]: unknown key(s) {', '.join(extra)} (allowed: "
+                          f"{', '.join(sorted(allowed))})")
+    return table
+
+
+def _parse_card_reader(raw: Mapping[str, Any]) -> CardReaderSpec | None:
+    table = _section(raw, "card_reader", {"reader", "pcsc_socket"})
+    if table is None:
+        return None
+    reader = table.get("reader", "")
+    if not isinstance(reader, str):
+        raise ConfigError(f"[card_reader]: 'reader' must be a string (a part of the PC/SC "
+                          f"reader name, \"\" = the first reader), got {reader!r}")
+    socket_path = table.get("pcsc_socket")
+    if socket_path is not None:
+        if not isinstance(socket_path, str) or not socket_path:
+            raise ConfigError(f"[card_reader]: 'pcsc_socket' must be a non-empty string, got "
+                              f"{socket_path!r}")
+        if not os.path.isabs(socket_path):
+            raise ConfigError(f"[card_reader]: 'pcsc_socket' must be an absolute path (pcscd's "
+                              f"client socket, e.g. {DEFAULT_PCSC_SOCKET}), got {socket_path!r}")
+    return CardReaderSpec(reader=reader, pcsc_socket=socket_path)
+
+
+def _parse_camera(raw: Mapping[str, Any]) -> CameraSpec | None:
+    table = _section(raw, "camera", {"source", "decoder", "isbn_decoder"})
+    if table is None:
+        return None
+    if "source" not in table:
+        raise ConfigError("[camera]: missing field 'source' (a device index such as 0, an "
+                          "image or video file, or a stream URL)")
+    source = table["source"]
+    if isinstance(source, bool) or not isinstance(source, (int, str)):
+        raise ConfigError(f"[camera]: 'source' must be a device index, a file path or a URL, "
+                          f"got {source!r}")
+    from .camera.decoders import QR_BACKENDS  # cv2: only paid for when a camera is configured
+    from .camera.source import CameraSource
+    from .errors import CameraError
+
+    try:
+        CameraSource.parse(source)
+    except CameraError as exc:
+        raise ConfigError(f"[camera]: 'source' {source!r}: {exc}") from None
+    names: dict[str, str] = {}
+    for key in ("decoder", "isbn_decoder"):
+        value = table.get(key, "auto")
+        if value != "auto" and value not in QR_BACKENDS:
+            raise ConfigError(f"[camera]: unknown {key} {value!r} (known: auto, "
+                              f"{', '.join(QR_BACKENDS)})")
+        names[key] = value
+    return CameraSpec(source=source, **names)
+
+
+def _pcsc_maybe_used() -> bool:
+    """Whether libpcsclite may already have read its socket path in this process.
+
+    pyscard loads libpcsclite with ``smartcard.scard``; the variable is read at the first
+    PC/SC call after that. Before the import no PC/SC call can have happened through pyscard.
+    """
+    return "smartcard.scard" in sys.modules
+
+
+def bind_pcsc_socket(path: str) -> None:
+    """Make this process's PC/SC clients use pcscd's socket at ``path``.
+
+    libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once per process, at the first PC/SC call, and
+    keeps it; so the variable is set here, before that call, and a different socket already
+    in use is an error rather than a reader that silently talks to the wrong pcscd.
+
+    Raises:
+        ConfigError: this process may already use another pcscd socket.
+    """
+    current = os.environ.get(PCSC_SOCKET_ENV)
+    if current == path:
+        return
+    if _pcsc_maybe_used():
+        in_use = current or f"{DEFAULT_PCSC_SOCKET} (the default)"
+        raise ConfigError(
+            f"[card_reader]: pcsc_socket {path} cannot be used: this process may already talk "
+            f"to pcscd through {in_use}, and libpcsclite reads {PCSC_SOCKET_ENV} only once per "
+            f"process — run in a new process, or start it with {PCSC_SOCKET_ENV}={path}")
+    os.environ[PCSC_SOCKET_ENV] = path
 
 
 @dataclass(slots=True)
@@ -190,6 +320,8 @@ class Hardware:
         readers: board address → the RFID reader behind that board's antennas.
         doors: door number → its spec (board, lock, antenna).
         tag_cache: UID → decoded tag data, shared by every reader.
+        card_reader: the contactless card reader of ``[card_reader]``, or None.
+        camera: the camera of ``[camera]`` (not opened), or None.
     """
 
     spec: HardwareSpec
@@ -198,12 +330,33 @@ class Hardware:
     readers: dict[int, LendboxRfidReader]
     doors: dict[int, DoorSpec]
     tag_cache: TagCache = field(default_factory=TagCache)
+    card_reader: CardReader | None = None
+    camera: Camera | None = None
 
     @classmethod
     def from_spec(cls, spec: HardwareSpec, *, cursor_store: CursorStore | None = None,
                   port_factory: PortFactory | None = None,
                   backoff_s: tuple[float, float] = (0.5, 10.0)) -> Hardware:
-        """Build (not open) every device of ``spec``."""
+        """Build (not open) every device of ``spec``.
+
+        With ``[card_reader] pcsc_socket`` this sets ``PCSCLITE_CSOCK_NAME`` for the process
+        (see :func:`bind_pcsc_socket`; ConfigError if another socket may be in use).
+        """
+        card_reader = camera = None
+        if spec.card_reader is not None:
+            from .card_reader import CardReader
+
+            if spec.card_reader.pcsc_socket is not None:
+                bind_pcsc_socket(spec.card_reader.pcsc_socket)
+            card_reader = CardReader(spec.card_reader.reader)
+        if spec.camera is not None:
+            from .camera import Camera
+
+            try:
+                camera = Camera(spec.camera.source, decoder=spec.camera.decoder,
+                                isbn_decoder=spec.camera.isbn_decoder)
+            except (ValueError, DriverError) as exc:
+                raise ConfigError(f"[camera]: {exc}") from None
         store = cursor_store if cursor_store is not None else MemoryCursorStore()
         buses: dict[str, BusTransport] = {}
         for b in spec.buses:
@@ -216,7 +369,8 @@ class Hardware:
                   for bd in spec.boards}
         readers = {a: LendboxRfidReader(board) for a, board in boards.items()}
         return cls(spec=spec, buses=buses, boards=boards, readers=readers,
-                   doors={d.number: d for d in spec.doors})
+                   doors={d.number: d for d in spec.doors}, card_reader=card_reader,
+                   camera=camera)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], **kwargs: Any) -> Hardware:
@@ -254,8 +408,13 @@ class Hardware:
                 and (lock is None or d.lock == lock)]
 
     def close(self) -> None:
+        """Close every bus, stop the card reader's watcher, release the camera."""
         for bus in self.buses.values():
             bus.close()
+        if self.card_reader is not None:
+            self.card_reader.stop()
+        if self.camera is not None:
+            self.camera.close()
 
     def __enter__(self) -> Hardware:  # noqa: PYI034 - slotted dataclass, no Self needed
         return self

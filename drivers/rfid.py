@@ -50,13 +50,15 @@ class TagSeen:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InventoriedTag:
     """A tag seen with its decoded data; ``data`` is None and ``error`` says why when the
-    tag's memory could not be read or decoded."""
+    tag's memory could not be read or decoded. ``undecodable``: the memory was read but is
+    not ISO 28560 data (a damaged or foreign tag, not a bad read)."""
 
     uid: bytes
     dsfid: int
     rssi: int
     data: TagData | None
     error: str = ""
+    undecodable: bool = False
 
     @property
     def item_id(self) -> str | None:
@@ -149,16 +151,18 @@ def inventory_door(reader: RfidReader, antenna: int, cache: TagCache | None = No
     for tag in reader.inventory(antenna):
         data = cache.get(tag.uid) if cache is not None else None
         error = ""
+        undecodable = False
         if data is None and read_data:
             try:
                 data = reader.read_tag(antenna, tag.uid)
             except (TagNotFound, TagDataUnreadable, DeviceRejected) as exc:
                 error = str(exc)
+                undecodable = isinstance(exc, TagDataUnreadable)
             else:
                 if cache is not None:
                     cache.put(tag.uid, data)
         out.append(InventoriedTag(uid=tag.uid, dsfid=tag.dsfid, rssi=tag.rssi, data=data,
-                                  error=error))
+                                  error=error, undecodable=undecodable))
     return tuple(out)
 
 

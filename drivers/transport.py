@@ -136,6 +136,10 @@ LENDBOX_WIRE = LendboxWire()
 #: Over TCP (``socket://``) bytes of one frame may arrive with scheduler/network jitter; a
 #: 5 ms gap would cut healthy frames, so socket URLs use this gap instead.
 SOCKET_INTER_BYTE_GAP_S = 0.030
+#: Most bytes taken from the port in one read (more than any frame).
+_READ_CHUNK = 4096
+#: The last part of the turnaround that is busy-waited instead of slept (sleep overshoots).
+_SPIN_S = 0.00015
 #: Window of recent requests that decides "degraded: N% of replies needed a retry".
 QUALITY_WINDOW = 100
 DEGRADED_RETRY_FRACTION = 0.05
@@ -161,8 +165,26 @@ class LinkCounters:
     frames_received: int = 0
     attempts_unreadable: int = 0  # attempts that got only broken frames
     attempts_silent: int = 0  # attempts that got no reply at all
+    # Reply latency of plain commands answered at the first attempt: the exchange's time
+    # (request start → last reply byte) minus the wire time of its bytes. A healthy board
+    # answers within a few ms (its firmware time); a USB adapter's latency timer, a slow
+    # converter or a busy board shows up here long before it causes timeouts.
+    latency_samples: int = 0
+    latency_total_s: float = 0.0
+    latency_max_s: float = 0.0
+    last_latency_s: float | None = None
     last_error: str = ""
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=QUALITY_WINDOW))
+
+    def add_latency(self, seconds: float) -> None:
+        self.latency_samples += 1
+        self.latency_total_s += seconds
+        self.latency_max_s = max(self.latency_max_s, seconds)
+        self.last_latency_s = seconds
+
+    def latency_mean_s(self) -> float | None:
+        """Mean reply latency beyond the wire time (None before the first sample)."""
+        return self.latency_total_s / self.latency_samples if self.latency_samples else None
 
     def retry_fraction(self) -> float:
         """Share of recent requests that needed at least one re-send (0.0 with no data)."""
@@ -188,6 +210,11 @@ class LinkCounters:
             "attempts_unreadable": self.attempts_unreadable,
             "attempts_silent": self.attempts_silent,
             "recent_retry_fraction": round(self.retry_fraction(), 4),
+            "latency_samples": self.latency_samples,
+            "reply_latency_mean_ms": (None if self.latency_samples == 0
+                                      else round(self.latency_total_s
+                                                 / self.latency_samples * 1000, 2)),
+            "reply_latency_max_ms": round(self.latency_max_s * 1000, 2),
             "last_error": self.last_error,
         }
 
@@ -248,6 +275,8 @@ class BusTransport:
         self.baudrate = baudrate
         self.wire = wire
         self.bytesize, self.parity, self.stopbits = bytesize, parity, stopbits
+        # one character on the line: start bit, data bits, parity bit, stop bits
+        self._char_s = (1 + bytesize + (parity != "N") + stopbits) / baudrate
         self.name = name or url
         self._factory = port_factory
         self._clock = clock
@@ -263,6 +292,8 @@ class BusTransport:
         self._next_open_at = 0.0
         self._backoff = self._backoff_first
         self._last_rx = -1e9
+        self._rx_bytes = 0  # bytes received in the current attempt (latency = time - wire)
+        self._port_timeout: float | None = None
         self._seq = secrets.randbelow(256)  # a restarted host must not hit the board's cache
         self._decoder: StreamDecoder = wire.new_decoder()
         self._request: object = None
@@ -308,7 +339,7 @@ class BusTransport:
 
     def request(
         self, address: int, message: Any, *, timeout_s: float,
-        retries: int = Timing.RETRIES,
+        retries: int = Timing.RETRIES, measure_latency: bool | None = None,
     ) -> Any:
         """Send ``message`` to board ``address`` and return its reply (possibly a ``Nak``).
 
@@ -317,6 +348,9 @@ class BusTransport:
             message: the request.
             timeout_s: end of request → start of reply, per SPEC §4 for this command.
             retries: identical re-sends after a timeout or an unreadable reply.
+            measure_latency: add this exchange's reply latency to the counters when it is
+                answered at the first attempt; default: only for plain commands (a timeout
+                of at most SPEC's 50 ms), whose boards answer at once, not after air time.
 
         Raises:
             DeviceUnavailable: the port cannot be opened or broke (reopened after a backoff).
@@ -337,6 +371,8 @@ class BusTransport:
             dev = self.device_counters(address)
             for c in (self.counters, dev):
                 c.requests += 1
+            if measure_latency is None:
+                measure_latency = timeout_s <= Timing.RESPONSE_TIMEOUT_MS / 1000 + 1e-9
             self._drain_stale()
             unreadable_seen = False
             echo_seen = False
@@ -344,14 +380,20 @@ class BusTransport:
                 if attempt:
                     for c in (self.counters, dev):
                         c.retries += 1
-                self._write(data)
+                started = self._write(data)
                 self.request_was_sent = True
                 dev.frames_sent += 1
+                self._rx_bytes = 0
                 outcome = self._await_reply(address, seq, timeout_s)
                 if not isinstance(outcome, str):
                     dev.frames_received += 1
                     for c in (self.counters, dev):
                         c.recent.append(attempt > 0)
+                    if measure_latency and attempt == 0:
+                        wire = (len(data) + self._rx_bytes) * self._char_s
+                        late = max(0.0, self._last_rx - started - wire)
+                        for c in (self.counters, dev):
+                            c.add_latency(late)
                     return outcome
                 unreadable_seen |= outcome == "unreadable"
                 for c in (self.counters, dev):
@@ -416,6 +458,7 @@ class BusTransport:
             _log.info("bus %s: reconnected to %s", self.name, self.url)
         self._opened_once = True
         self._port = port
+        self._port_timeout = None
         self._down_reason = ""
         self._backoff = self._backoff_first
         self._decoder = self.wire.new_decoder()
@@ -457,27 +500,58 @@ class BusTransport:
             raise self._io_failed(exc) from exc
         self._decoder = self.wire.new_decoder()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> float:
+        """Send ``data`` once the turnaround since the last received byte has passed; returns
+        the (clock) time the write started.
+
+        Only the *remainder* of the turnaround is waited: the work done since the reply
+        (decoding, the caller's logic, encoding) counts towards it. ``time.sleep`` wakes up
+        ~0.1 ms late on Linux, 10 % of the 1 ms turnaround on every exchange, so the last
+        ``_SPIN_S`` is busy-waited; never less than the turnaround.
+        """
         wait = self._last_rx + Timing.TURNAROUND_MS / 1000 - self._clock()
         if wait > 0:
-            time.sleep(wait)
+            until = time.perf_counter() + wait
+            if wait > _SPIN_S:
+                time.sleep(wait - _SPIN_S)
+            while time.perf_counter() < until:
+                pass
+        started = self._clock()
         try:
             self._port.write(data)
             self._port.flush()
         except (serial.SerialException, OSError) as exc:
             raise self._io_failed(exc) from exc
         self.counters.frames_sent += 1
+        return started
+
+    def _set_timeout(self, seconds: float) -> None:
+        # Setting a pyserial timeout reconfigures the port (termios calls on a tty): skip it
+        # when unchanged.
+        if seconds != self._port_timeout:
+            self._port.timeout = seconds
+            self._port_timeout = seconds
 
     def _read(self, wait_s: float) -> bytes:
+        """Whatever has arrived, or wait up to ``wait_s`` for the first byte and take
+        everything that came with it. (``in_waiting`` of a ``socket://`` port is only 0 or 1,
+        so asking for ``in_waiting`` bytes would read a TCP segment one byte per call.)"""
         port = self._port
         try:
-            port.timeout = max(wait_s, 0.0)
-            pending = port.in_waiting
-            data: bytes = port.read(pending or 1)
+            if port.in_waiting:
+                self._set_timeout(0.0)
+                data: bytes = port.read(_READ_CHUNK)
+            else:
+                self._set_timeout(max(wait_s, 0.0))
+                data = port.read(1)
+                if data and port.in_waiting:
+                    self._set_timeout(0.0)
+                    data += port.read(_READ_CHUNK)
         except (serial.SerialException, OSError) as exc:
             raise self._io_failed(exc) from exc
         if data:
             self._last_rx = self._clock()
+            self._rx_bytes += len(data)
         return data
 
     def _await_reply(self, address: int, seq: int, timeout: float) -> object:

@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "simulator" / "cabinets" / "demo.toml"
+#: The library card the story's reader presents (a 7-byte ISO 14443-A UID) — never printed.
+DEMO_CARD_UID = bytes.fromhex("04A1B2C3D4E5F6")
+#: The e-card QR the story's reader shows on a phone.
+DEMO_ECARD_QR = "LBX1:CN-440300:R0012345:1717200000:3f9a1c2e5b7d"
 
 
 def register(subparsers: Any) -> None:
@@ -41,9 +45,62 @@ def _title(tag: Any, titles: dict[str, str]) -> str:
     return f"{item} {title}".rstrip()
 
 
+def _card_step(sim: Any, hw: Any) -> None:
+    """A reader presents a library card; the driver reads it through the real pcscd."""
+    from drivers.card_reader import uid_digest
+    from drivers.errors import DriverError
+
+    if hw.card_reader is None:
+        why = sim.peripheral_errors.get("card_reader", "this cabinet has none configured")
+        print(f"   card reader: not available ({why}) — going on without it")
+        return
+    print("   a reader presents a library card")
+    sim.present_card(DEMO_CARD_UID)
+    try:
+        uid = hw.card_reader.read_uid(timeout=5.0)
+    except DriverError as exc:
+        print(f"   card reader: the card could not be read ({exc})")
+    else:
+        if uid is None:
+            print("   card reader: no card seen within 5 s")
+        else:
+            print(f"   card read through pcscd: UID hash {uid_digest(uid)} ({len(uid)}-byte UID; "
+                  "the UID itself is never shown)")
+    finally:
+        sim.remove_card()
+
+
+def _qr_step(sim: Any, hw: Any) -> None:
+    """A reader shows an e-card QR; the camera driver decodes it from the MJPEG stream."""
+    from drivers.errors import DriverError
+
+    if hw.camera is None:
+        why = sim.peripheral_errors.get("camera", "this cabinet has none configured")
+        print(f"   camera: not available ({why}) — going on without it")
+        return
+    print("   a reader shows an e-card QR code to the camera")
+    sim.show_qr(DEMO_ECARD_QR)
+    texts: list[str] = []
+    try:
+        hw.camera.open()
+        deadline = time.monotonic() + 5.0
+        while not texts and time.monotonic() < deadline:
+            texts = hw.camera.read_qr()
+    except DriverError as exc:
+        print(f"   camera: could not read the QR code ({exc})")
+        return
+    finally:
+        hw.camera.close()
+        sim.clear_camera()
+    if texts:
+        print(f"   e-card QR decoded ({hw.camera.decoder or 'camera'}): {texts[0]}")
+    else:
+        print("   camera: no QR code decoded within 5 s")
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here so `lendbox --help` stays fast and needs neither package.
-    from drivers.cli import format_report
+    from drivers.cli import end_progress, format_report, progress_printer
     from drivers.diag import run_selftest
     from drivers.hardware import Hardware
     from drivers.rfid import TagCache, inventory_door
@@ -66,17 +123,32 @@ def run(args: argparse.Namespace) -> int:
         for bus, url in sim.bus_urls.items():
             print(f"  bus {bus}: {url}")
         print(f"  control API: {sim.control_url}")
+        if sim.camera_url:
+            print(f"  camera: {sim.camera_url}")
+        if sim.pcsc_socket:
+            print(f"  card reader: {sim.card_reader_name!r}, private pcscd socket "
+                  f"{sim.pcsc_socket}")
+        for device, error in sim.peripheral_errors.items():
+            print(f"  {device.replace('_', ' ')}: failed to start — {error}")
         print(f"  hardware config: {hw_path}\n")
 
         print("== 1. Technician self-test (lendbox diag selftest)")
         started = time.monotonic()
-        print(format_report(run_selftest(hw)), end="")
+        progress = progress_printer(sys.stdout) if sys.stdout.isatty() else None
+        report = run_selftest(hw, progress=progress)
+        end_progress(sys.stdout)
+        print(format_report(report), end="")
         print(f"   ({time.monotonic() - started:.1f} s)\n")
+
+        print("== 2. A reader identifies themselves at the cabinet")
+        _card_step(sim, hw)
+        _qr_step(sim, hw)
+        print()
 
         door = hw.door(args.door)
         reader, board = hw.reader_of(door.number), hw.board_of(door.number)
         cache = TagCache()
-        print(f"== 2. A reader borrows two books from door {door.number}")
+        print(f"== 3. The reader borrows two books from door {door.number}")
         before = inventory_door(reader, door.antenna, cache)
         print(f"   door {door.number} holds {len(before)} books:")
         for tag in before:
@@ -104,8 +176,15 @@ def run(args: argparse.Namespace) -> int:
             if tag.uid in added:
                 print(f"     + {_title(tag, titles)}  → return")
         print()
-        print("== 3. The simulator keeps running. In another terminal:")
+        print("== 4. The simulator keeps running. In another terminal:")
         print(f"   .venv/bin/lendbox diag --hardware {hw_path} devices")
+        if sim.pcsc_socket:
+            print(f"   curl -s -X POST -d '{{\"uid\": \"04A1B2C3\"}}' {sim.control_url}/cards/present")
+            print(f"   .venv/bin/lendbox diag --hardware {hw_path} card --timeout 10")
+        if sim.camera_url:
+            print(f"   curl -s -X POST -d '{{\"isbn\": \"9787020002207\"}}' "
+                  f"{sim.control_url}/camera/isbn")
+            print(f"   .venv/bin/lendbox diag --hardware {hw_path} camera --seconds 3")
         print(f"   .venv/bin/lendbox diag --hardware {hw_path} inventory --door 5")
         print(f"   curl -s {sim.control_url}/state | head -c 600")
         print(f"   curl -s -X POST -d '{{\"door\": 7}}' {sim.control_url}/faults/lock-jammed")

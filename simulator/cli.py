@@ -63,8 +63,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"control: {sim.control_url}", flush=True)
         if sim.camera_url:
             print(f"camera: {sim.camera_url}", flush=True)
+        if sim.pcsc_socket:
+            print(f"card reader: {sim.card_reader_name!r} on a private pcscd, socket "
+                  f"{sim.pcsc_socket}", flush=True)
+            print(f"  PC/SC clients (pcsc_scan, opensc-tool …) need: "
+                  f"PCSCLITE_CSOCK_NAME={sim.pcsc_socket}", flush=True)
         for device, error in sim.peripheral_errors.items():
-            print(f"{device}: not available ({error})", flush=True)
+            name = device.replace("_", " ")
+            print(f"{name}: failed to start — {error}", flush=True)
         if args.hardware_out is not None:
             written = sim.write_hardware_config(args.hardware_out)
             print(f"hardware config: {written}", flush=True)

@@ -125,6 +125,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
         _int(_need(b, "door"), "door"), _int(b.get("noise_floor_dbm", -40), "noise_floor_dbm")))),
     ("POST", r"/faults/tag-unreadable", lambda s, p, b: _ok(
         s.make_tag_unreadable(_str(b, "item_id"), _bool(b, "unreadable")))),
+    ("POST", r"/faults/tag-corrupt", lambda s, p, b: _ok(
+        s.corrupt_tag_memory(_str(b, "item_id"), _bool(b, "corrupted")))),
     ("POST", r"/faults/tag-detuned", lambda s, p, b: _ok(
         s.detune_tag(_str(b, "item_id"), _num(b, "miss_rate", 0.5)))),
     ("POST", r"/faults/power-cut", lambda s, p, b: _ok(s.power_cut(_int(_need(b, "board"), "board")))),
@@ -134,6 +136,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", r"/cards/present", lambda s, p, b: _ok(s.present_card(_uid(_str(b, "uid"))))),
     ("POST", r"/cards/remove", lambda s, p, b: _ok(s.remove_card())),
     ("POST", r"/camera/qr", lambda s, p, b: _ok(s.show_qr(_str(b, "text")))),
+    ("POST", r"/camera/isbn", lambda s, p, b: _ok(s.show_isbn(_str(b, "isbn")))),
+    ("POST", r"/camera/clear", lambda s, p, b: _ok(s.clear_camera())),
 ]
 _COMPILED = [(m, re.compile(f"^{pat}/?$"), h) for m, pat, h in ROUTES]
 

@@ -28,6 +28,8 @@ EventSink = Callable[[int, EventType, int, float], None]
 #: User memory of the modelled tag (ICODE SLIX: 28 blocks of 4 bytes).
 TAG_MEMORY_SIZE = 112
 BLOCK_SIZE = 4
+#: XOR applied to a corrupted tag's memory (an involution: applying it twice restores it).
+_CORRUPTION_MASK = 0x5A
 
 
 def tag_memory(item_id: str, owner_library: str | None) -> tuple[int, bytes]:
@@ -66,6 +68,7 @@ class SimItem:
     eas: bool = True
     unreadable: bool = False
     miss_rate: float = 0.0
+    memory_corrupted: bool = False  # fault: answers, but its user memory is garbage
 
     def as_json(self) -> dict[str, object]:
         """JSON-ready view for the control API."""
@@ -73,8 +76,15 @@ class SimItem:
             "item_id": self.item_id, "uid": self.uid.hex().upper(), "dsfid": self.dsfid,
             "owner_library": self.owner_library, "door": self.door, "title": self.title,
             "afi": self.afi, "eas": self.eas, "rssi": self.rssi, "unreadable": self.unreadable,
-            "miss_rate": self.miss_rate,
+            "miss_rate": self.miss_rate, "memory_corrupted": self.memory_corrupted,
         }
+
+    def corrupt_memory(self, corrupted: bool = True) -> None:
+        """Scramble (or restore) the user memory: every byte XOR 0x5A, so the tag still
+        answers inventories and READ_BLOCKS but its ISO 28560 data no longer decodes."""
+        if bool(corrupted) != self.memory_corrupted:
+            self.memory = bytes(b ^ _CORRUPTION_MASK for b in self.memory)
+            self.memory_corrupted = bool(corrupted)
 
 
 @dataclass(slots=True, eq=False)

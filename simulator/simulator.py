@@ -34,10 +34,18 @@ class Simulator:
             Bus servers always pace on the real monotonic clock.
         pty: also serve every bus on a pseudo-terminal (``pty_paths``).
         control_port: port of the HTTP control API (0 = a free one; None = no HTTP server).
+        pcscd: an already running :class:`simulator.pcscd.PrivatePcscd` to put the virtual
+            card on, instead of starting one (and it is not stopped by :meth:`stop`). A process
+            can reach only one private PC/SC stack (libpcsclite reads its socket path once),
+            so tests share theirs this way.
+        pcsc_slot: which of the daemon's two vpcd reader slots the card reader is (0 or 1).
     """
 
     def __init__(self, config: CabinetConfig, *, clock: Clock = time.monotonic,
-                 pty: bool = False, control_port: int | None = 0) -> None:
+                 pty: bool = False, control_port: int | None = 0, pcscd: Any = None,
+                 pcsc_slot: int = 0) -> None:
+        if pcsc_slot not in (0, 1):
+            raise ValueError("pcsc_slot must be 0 or 1")
         self.config = config
         self.lock = threading.RLock()
         self.model = CabinetModel(config, clock, sink=self._on_event)
@@ -56,6 +64,8 @@ class Simulator:
         self.camera: Any = None
         self.card_reader: Any = None
         self._pcscd: Any = None
+        self._shared_pcscd: Any = pcscd
+        self._pcsc_slot = pcsc_slot
         self.peripheral_errors: dict[str, str] = {}
         self.started = False
 
@@ -99,10 +109,15 @@ class Simulator:
                 from .pcscd import PrivatePcscd
                 from .vcard import VirtualCard
 
-                daemon = PrivatePcscd()
-                daemon.start()
+                if self._shared_pcscd is not None:
+                    daemon = self._shared_pcscd
+                    if not daemon.running():
+                        daemon.start()
+                else:
+                    daemon = PrivatePcscd()
+                    daemon.start()
                 self._pcscd = daemon
-                self.card_reader = VirtualCard(daemon.vpcd_port)
+                self.card_reader = VirtualCard(daemon.vpcd_ports[self._pcsc_slot])
             except Exception as exc:
                 self.peripheral_errors["card_reader"] = f"{type(exc).__name__}: {exc}"
 
@@ -120,7 +135,8 @@ class Simulator:
                 pass
             self.card_reader = None
         if self._pcscd is not None:
-            self._pcscd.stop()
+            if self._pcscd is not self._shared_pcscd:
+                self._pcscd.stop()
             self._pcscd = None
         if self.camera is not None:
             self.camera.stop()
@@ -154,6 +170,21 @@ class Simulator:
         """The camera emulator's MJPEG stream URL, when a camera is configured and running."""
         return self.camera.url if self.camera is not None else None
 
+    @property
+    def pcsc_socket(self) -> str | None:
+        """The client socket of the private pcscd serving the card reader, when running.
+
+        PC/SC clients reach it with ``PCSCLITE_CSOCK_NAME`` set to this path (once per process).
+        """
+        return str(self._pcscd.socket_path) if self._pcscd is not None else None
+
+    @property
+    def card_reader_name(self) -> str | None:
+        """The PC/SC name of the simulated card reader, when running."""
+        if self._pcscd is None:
+            return None
+        return str(self._pcscd.reader_names[self._pcsc_slot])
+
     def hardware_config(self, *, prefer_pty: bool = False) -> dict[str, Any]:
         """The hardware config (docs/contracts.md schema) pointing at this running simulator."""
         buses = []
@@ -170,11 +201,11 @@ class Simulator:
             "doors": [{"number": d.number, "board": d.board, "lock": d.lock,
                        "antenna": d.antenna} for d in self.config.doors],
         }
+        if self.card_reader_name is not None:
+            out["card_reader"] = {"reader": self.card_reader_name,
+                                  "pcsc_socket": self.pcsc_socket}
         if self.camera_url:
-            out["camera"] = {"url": self.camera_url}
-        if self._pcscd is not None:
-            out["card_reader"] = {"reader": self._pcscd.reader_names[0],
-                                  "pcsclite_csock_name": str(self._pcscd.socket_path)}
+            out["camera"] = {"source": self.camera_url}
         return out
 
     def write_hardware_config(self, path: str | Path, *, prefer_pty: bool = False) -> Path:
@@ -239,6 +270,10 @@ class Simulator:
             }
             out["peripherals"] = {"camera": self.camera_url,
                                   "card_reader": self.card_reader is not None,
+                                  "card_present": bool(self.card_reader is not None
+                                                       and self.card_reader.inserted),
+                                  "card_reader_name": self.card_reader_name,
+                                  "pcsc_socket": self.pcsc_socket,
                                   "errors": dict(self.peripheral_errors)}
             return out
 
@@ -253,15 +288,32 @@ class Simulator:
     def remove_card(self) -> None:
         """Take the card off the reader."""
         if self.card_reader is None:
-            raise NotConfigured("this cabinet has no card reader configured")
+            raise NotConfigured(self.peripheral_errors.get(
+                "card_reader", "this cabinet has no card reader configured"))
         self.card_reader.remove()
 
-    def show_qr(self, text: str) -> None:
-        """Hold a QR code in front of the camera (NotConfigured without a camera)."""
+    def _camera(self) -> Any:
         if self.camera is None:
             raise NotConfigured(self.peripheral_errors.get(
                 "camera", "this cabinet has no camera configured"))
-        self.camera.show_qr(text)
+        return self.camera
+
+    def show_qr(self, text: str) -> None:
+        """Hold a QR code in front of the camera (NotConfigured without a camera)."""
+        self._camera().show_qr(text)
+
+    def show_isbn(self, isbn: str) -> None:
+        """Hold a book's EAN-13 barcode in front of the camera. 12 digits get their check
+        digit; 13 are drawn as given (a wrong check digit shows a misprint). ValueError for
+        anything else; NotConfigured without a camera."""
+        digits = isbn.replace("-", "").replace(" ", "")
+        if len(digits) not in (12, 13) or not digits.isascii() or not digits.isdigit():
+            raise ValueError(f"isbn must be 12 or 13 digits (hyphens allowed), got {isbn!r}")
+        self._camera().show_isbn(digits)
+
+    def clear_camera(self) -> None:
+        """Take whatever was held up away from the camera (the empty scene)."""
+        self._camera().clear()
 
     # ------------------------------------------------------------ faults
     def _bus(self, bus: str) -> BusServer:
@@ -322,6 +374,12 @@ class Simulator:
         """The tag never answers (damaged, shielded)."""
         with self.lock:
             self.model.item(item_id).unreadable = bool(unreadable)
+
+    def corrupt_tag_memory(self, item_id: str, corrupted: bool = True) -> None:
+        """The tag answers, but its memory is garbage (ISO 28560 decoding fails);
+        ``corrupted=False`` restores the original bytes."""
+        with self.lock:
+            self.model.item(item_id).corrupt_memory(bool(corrupted))
 
     def detune_tag(self, item_id: str, miss_rate: float = 0.5) -> None:
         """A neighbouring book detunes the tag: it misses each read with ``miss_rate``."""

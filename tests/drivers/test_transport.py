@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from drivers.errors import DeviceTimeout, DeviceUnavailable, FrameError
 from drivers.transport import BusTransport, usb_latency_timer_ms
 from firmware_protocol.codec import NEED_DATA, FrameDecoder, encode
+from firmware_protocol.const import Timing
 from firmware_protocol.messages import Frame, GetStates, StatesReply
 
 
@@ -218,3 +220,60 @@ def test_unlock_sent_then_port_lost_says_door_may_have_opened(fake_board) -> Non
     with pytest.raises(DeviceTimeout, match="may have opened"):
         board.unlock(1, pulse_ms=10)
     assert t.request_was_sent and t.status().availability.value == "unavailable"
+
+
+def test_reply_latency_is_measured_beyond_wire_time(fake_board) -> None:  # type: ignore[no-untyped-def]
+    """A board answering 30 ms late: the counters show it; a long command's air time is not
+    counted as latency unless asked; a reply read in one TCP segment is taken in one go."""
+    def script(n: int, req: Frame) -> list[bytes]:
+        time.sleep(0.030)
+        return [_reply(req)]
+
+    t = BusTransport(fake_board(script), baudrate=115200)
+    for _ in range(3):
+        t.request(1, GetStates(), timeout_s=0.05)
+    c = t.device_counters(1)
+    assert c.latency_samples == 3 and t.counters.latency_samples == 3
+    mean = c.latency_mean_s()
+    assert mean is not None and 0.025 < mean < 0.045 and c.latency_max_s >= mean
+    d = c.as_dict()
+    assert 25 < d["reply_latency_mean_ms"] < 45  # type: ignore[operator]
+    t.request(1, GetStates(), timeout_s=1.5)  # e.g. an inventory round: air time, not latency
+    assert c.latency_samples == 3
+    t.request(1, GetStates(), timeout_s=1.5, measure_latency=True)
+    assert c.latency_samples == 4 and c.last_latency_s is not None and c.last_latency_s > 0.02
+    assert t.counters.retries == 0
+    t.close()
+
+
+def test_late_reply_after_timeout_is_not_a_latency_sample(fake_board) -> None:  # type: ignore[no-untyped-def]
+    """Replies later than the timeout: the request is re-sent (identical bytes) and the
+    late answer accepted, but only first-attempt answers are latency samples."""
+    sent: list[bytes] = []
+
+    def script(n: int, req: Frame) -> list[bytes]:
+        sent.append(encode(req))
+        if n == 1:
+            time.sleep(0.08)
+        return [_reply(req)]
+
+    t = BusTransport(fake_board(script), baudrate=115200)
+    assert isinstance(t.request(1, GetStates(), timeout_s=0.05), StatesReply)
+    assert t.counters.retries == 1 and t.counters.latency_samples == 0
+    assert len(sent) >= 1 and all(s == sent[0] for s in sent)
+    t.close()
+
+
+def test_turnaround_waits_only_the_remainder() -> None:
+    """SPEC §4: ≥ 1 ms after the last received byte before the next request; work done in
+    between counts, so a request sent later than that is not delayed at all."""
+    t = BusTransport("loop://", baudrate=115200)
+    t._ensure_open()
+    t._last_rx = t._clock()
+    start = t._write(b"\xa5")
+    assert start - t._last_rx >= Timing.TURNAROUND_MS / 1000
+    t._last_rx = t._clock() - 0.010
+    before = time.perf_counter()
+    t._write(b"\xa5")
+    assert time.perf_counter() - before < 0.0008
+    t.close()
