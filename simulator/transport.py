@@ -224,6 +224,12 @@ class BusServer:
             listener, self._listener = self._listener, None
             clients, self._clients = self._clients, set()
         if listener is not None:
+            # close() alone leaves the socket listening until a thread blocked in accept()
+            # returns; shutdown() stops it at once (an unplugged cable refuses immediately).
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         for c in clients:
             try:
