@@ -1,0 +1,1 @@
+"""Third-party device families (docs/families.md)."""
