@@ -1,4 +1,5 @@
-"""The cabinet's hardware from its config file (docs/contracts.md): buses, boards, doors.
+"""The cabinet's hardware from its config file (docs/contracts.md): buses, boards, readers,
+doors — of any mix of device families (docs/families.md).
 
 Why one place: the kiosk and ``lendbox diag`` must agree on which board and lock open door 7
 and which antenna sees its books; a mistake in the file is reported once, at load, naming the
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from firmware_protocol.const import MAX_ADDRESS, MIN_ADDRESS
 
-from .board import LendboxBoard
+from .board import ControllerBoard
 from .cursor import CursorStore, MemoryCursorStore
 from .errors import ConfigError, DriverError
-from .rfid import LendboxRfidReader, TagCache
-from .transport import BusTransport, PortFactory
+from .families.registry import FAMILIES, family
+from .rfid import RfidReader, TagCache
+from .transport import PortFactory
 
 if TYPE_CHECKING:
     from .camera import Camera
@@ -37,6 +39,7 @@ __all__ = [
     "DoorSpec",
     "Hardware",
     "HardwareSpec",
+    "ReaderSpec",
     "bind_pcsc_socket",
     "load_spec",
     "parse_spec",
@@ -47,32 +50,55 @@ PCSC_SOCKET_ENV = "PCSCLITE_CSOCK_NAME"
 #: The socket libpcsclite uses when the variable is not set.
 DEFAULT_PCSC_SOCKET = "/run/pcscd/pcscd.comm"
 
-#: Protocol families this version can drive.
-FAMILIES = ("lendbox",)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BusSpec:
+    """One serial link and the protocol family every device on it speaks.
+
+    ``kind`` "rs485" (half duplex: the host keeps SPEC's turnaround) or "usb" (one device on a
+    point-to-point link). ``parity`` None = the family's default (FEIG: even)."""
+
     name: str
     url: str
     baudrate: int = 19200
     family: str = "lendbox"
+    kind: str = "rs485"
+    parity: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BoardSpec:
+    """A lock board; ``options`` are its family's settings (e.g. a Modbus register map)."""
+
     address: int
     bus: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReaderSpec:
+    """A stand-alone RFID reader (FEIG, RR3036 …), named so doors can refer to it."""
+
+    name: str
+    bus: str
+    address: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DoorSpec:
-    """Door ``number`` (as printed on the cabinet) → board address, lock, antenna."""
+    """Door ``number`` (as printed on the cabinet) → board address and lock; antenna of the
+    stand-alone ``reader`` if named, else of the board (our own boards carry the RFID)."""
 
     number: int
     board: int
     lock: int
     antenna: int
+    reader: str | None = None
+
+    @property
+    def antenna_source(self) -> int | str:
+        """The key of ``Hardware.readers`` that reads this door."""
+        return self.reader if self.reader is not None else self.board
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +128,7 @@ class HardwareSpec:
     buses: tuple[BusSpec, ...]
     boards: tuple[BoardSpec, ...]
     doors: tuple[DoorSpec, ...]
+    readers: tuple[ReaderSpec, ...] = ()
     card_reader: CardReaderSpec | None = None
     camera: CameraSpec | None = None
 
@@ -164,11 +191,18 @@ def parse_spec(raw: Mapping[str, Any]) -> HardwareSpec:
         baud = b.get("baudrate", 19200)
         if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
             raise ConfigError(f"{where}: 'baudrate' must be a positive integer, got {baud!r}")
-        family = b.get("family", "lendbox")
-        if family not in FAMILIES:
-            raise ConfigError(f"{where}: unknown family {family!r} (known: "
+        family_name = b.get("family", "lendbox")
+        if family_name not in FAMILIES:
+            raise ConfigError(f"{where}: unknown family {family_name!r} (known: "
                               f"{', '.join(FAMILIES)})")
-        buses[name] = BusSpec(name=name, url=url, baudrate=baud, family=family)
+        kind = b.get("kind", "rs485")
+        if kind not in ("rs485", "usb"):
+            raise ConfigError(f"{where}: 'kind' must be \"rs485\" or \"usb\", got {kind!r}")
+        parity = b.get("parity")
+        if parity is not None and parity not in ("N", "E", "O"):
+            raise ConfigError(f"{where}: 'parity' must be \"N\", \"E\" or \"O\", got {parity!r}")
+        buses[name] = BusSpec(name=name, url=url, baudrate=baud, family=family_name,
+                              kind=kind, parity=parity)
     if not buses:
         raise ConfigError("no [[buses]] defined")
 
@@ -182,11 +216,34 @@ def parse_spec(raw: Mapping[str, Any]) -> HardwareSpec:
             raise ConfigError(f"{where}: address must be {MIN_ADDRESS}..{MAX_ADDRESS}")
         if bus not in buses:
             raise ConfigError(f"{where}: unknown bus '{bus}' (defined: {', '.join(buses)})")
+        if family(buses[bus].family).kind != "board":
+            raise ConfigError(f"{where}: bus '{bus}' speaks {buses[bus].family}, a reader "
+                              "protocol: put the reader under [[readers]]")
         if address in boards:
             raise ConfigError(
                 f"{where}: duplicate board address (on '{boards[address].bus}' and '{bus}'; "
                 f"doors name boards by address, so addresses must be unique in a cabinet)")
-        boards[address] = BoardSpec(address=address, bus=bus)
+        boards[address] = BoardSpec(address=address, bus=bus,
+                                    options=_options(b, where))
+
+    readers: dict[str, ReaderSpec] = {}
+    for i, r in enumerate(_table_list(raw, "readers"), 1):
+        where = f"readers[{i}]"
+        name = _field(r, "name", str, where)
+        where = f"reader '{name}'"
+        if name in readers:
+            raise ConfigError(f"{where}: duplicate reader name")
+        bus = _field(r, "bus", str, where)
+        if bus not in buses:
+            raise ConfigError(f"{where}: unknown bus '{bus}' (defined: {', '.join(buses)})")
+        if family(buses[bus].family).kind != "reader":
+            raise ConfigError(f"{where}: bus '{bus}' speaks {buses[bus].family}, which is "
+                              "not a reader protocol")
+        address = r.get("address", 0)
+        if isinstance(address, bool) or not isinstance(address, int) or not 0 <= address <= 255:
+            raise ConfigError(f"{where}: 'address' must be 0..255, got {address!r}")
+        readers[name] = ReaderSpec(name=name, bus=bus, address=address,
+                                   options=_options(r, where))
 
     doors: dict[int, DoorSpec] = {}
     used: dict[tuple[int, int], int] = {}
@@ -204,6 +261,13 @@ def parse_spec(raw: Mapping[str, Any]) -> HardwareSpec:
                               f"{', '.join(str(a) for a in boards) or 'none'})")
         lock = _field(d, "lock", int, where)
         antenna = _field(d, "antenna", int, where)
+        reader = d.get("reader")
+        if reader is not None and reader not in readers:
+            raise ConfigError(f"{where}: unknown reader {reader!r} (defined: "
+                              f"{', '.join(readers) or 'none'})")
+        if reader is None and buses[boards[board].bus].family != "lendbox":
+            raise ConfigError(f"{where}: board {board} is a {buses[boards[board].bus].family} "
+                              "lock board without RFID: name the door's reader (reader = …)")
         for key, value in (("lock", lock), ("antenna", antenna)):
             if not 1 <= value <= 255:
                 raise ConfigError(f"{where}: '{key}' must be 1..255, got {value}")
@@ -211,11 +275,19 @@ def parse_spec(raw: Mapping[str, Any]) -> HardwareSpec:
             raise ConfigError(f"{where}: lock {lock} of board {board} already drives door "
                               f"{used[(board, lock)]}")
         used[(board, lock)] = number
-        doors[number] = DoorSpec(number=number, board=board, lock=lock, antenna=antenna)
+        doors[number] = DoorSpec(number=number, board=board, lock=lock, antenna=antenna,
+                                 reader=reader)
     return HardwareSpec(cabinet_id=cabinet_id, buses=tuple(buses.values()),
                         boards=tuple(boards.values()),
                         doors=tuple(sorted(doors.values(), key=lambda d: d.number)),
-                        card_reader=_parse_card_reader(raw), camera=_parse_camera(raw))
+                        readers=tuple(readers.values()), card_reader=_parse_card_reader(raw), camera=_parse_camera(raw))
+
+
+def _options(entry: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    options = entry.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: 'options' must be a table")
+    return dict(options)
 
 
 def _section(raw: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any] | None:
@@ -315,9 +387,10 @@ class Hardware:
     """The built devices. Nothing is opened until first used; ``close()`` closes every bus.
 
     Attributes:
-        buses: bus name → transport.
-        boards: board address → board.
-        readers: board address → the RFID reader behind that board's antennas.
+        buses: bus name → transport (a ``BusTransport``, or the family's own link).
+        boards: board address → board (any family's ``ControllerBoard``).
+        readers: board address → the RFID reader behind one of our boards' antennas, and
+            reader name → a stand-alone reader.
         doors: door number → its spec (board, lock, antenna).
         tag_cache: UID → decoded tag data, shared by every reader.
         card_reader: the contactless card reader of ``[card_reader]``, or None.
@@ -325,9 +398,9 @@ class Hardware:
     """
 
     spec: HardwareSpec
-    buses: dict[str, BusTransport]
-    boards: dict[int, LendboxBoard]
-    readers: dict[int, LendboxRfidReader]
+    buses: dict[str, Any]
+    boards: dict[int, ControllerBoard]
+    readers: dict[int | str, RfidReader]
     doors: dict[int, DoorSpec]
     tag_cache: TagCache = field(default_factory=TagCache)
     card_reader: CardReader | None = None
@@ -358,16 +431,25 @@ class Hardware:
             except (ValueError, DriverError) as exc:
                 raise ConfigError(f"[camera]: {exc}") from None
         store = cursor_store if cursor_store is not None else MemoryCursorStore()
-        buses: dict[str, BusTransport] = {}
-        for b in spec.buses:
-            kwargs: dict[str, Any] = {"baudrate": b.baudrate, "name": b.name,
-                                      "backoff_s": backoff_s}
-            if port_factory is not None:
-                kwargs["port_factory"] = port_factory
-            buses[b.name] = BusTransport(b.url, **kwargs)
-        boards = {bd.address: LendboxBoard(buses[bd.bus], bd.address, cursor_store=store)
-                  for bd in spec.boards}
-        readers = {a: LendboxRfidReader(board) for a, board in boards.items()}
+        buses: dict[str, Any] = {}
+        bus_specs = {b.name: b for b in spec.buses}
+        try:
+            for b in spec.buses:
+                buses[b.name] = family(b.family).make_transport(
+                    b, backoff_s=backoff_s, port_factory=port_factory)
+            boards: dict[int, ControllerBoard] = {}
+            readers: dict[int | str, RfidReader] = {}
+            for bd in spec.boards:
+                fam = family(bus_specs[bd.bus].family)
+                boards[bd.address] = fam.make_board(buses[bd.bus], bd, store)
+                built_in = fam.board_reader(boards[bd.address])
+                if built_in is not None:
+                    readers[bd.address] = built_in
+            for rd in spec.readers:
+                readers[rd.name] = family(bus_specs[rd.bus].family).make_reader(
+                    buses[rd.bus], rd)
+        except ValueError as exc:  # a family's options did not validate
+            raise ConfigError(str(exc)) from None
         return cls(spec=spec, buses=buses, boards=boards, readers=readers,
                    doors={d.number: d for d in spec.doors}, card_reader=card_reader,
                    camera=camera)
@@ -391,14 +473,14 @@ class Hardware:
             raise ConfigError(f"no door {number} in this cabinet (doors: "
                               f"{_ranges(sorted(self.doors))})") from None
 
-    def board_of(self, door: int) -> LendboxBoard:
+    def board_of(self, door: int) -> ControllerBoard:
         return self.boards[self.door(door).board]
 
-    def reader_of(self, door: int) -> LendboxRfidReader:
-        return self.readers[self.door(door).board]
+    def reader_of(self, door: int) -> RfidReader:
+        return self.readers[self.door(door).antenna_source]
 
     def bus_of(self, board: int) -> str:
-        return self.boards[board].transport.name
+        return next(b.bus for b in self.spec.boards if b.address == board)
 
     def doors_of(self, board: int, *, antenna: int | None = None,
                  lock: int | None = None) -> list[int]:
@@ -406,6 +488,11 @@ class Hardware:
         return [d.number for d in self.doors.values() if d.board == board
                 and (antenna is None or d.antenna == antenna)
                 and (lock is None or d.lock == lock)]
+
+    def doors_read_by(self, source: int | str, antenna: int | None = None) -> list[int]:
+        """Door numbers whose antenna belongs to ``source`` (board address or reader name)."""
+        return [d.number for d in self.doors.values() if d.antenna_source == source
+                and (antenna is None or d.antenna == antenna)]
 
     def close(self) -> None:
         """Close every bus, stop the card reader's watcher, release the camera."""

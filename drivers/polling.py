@@ -100,6 +100,11 @@ class PolledEvents:
             before = self._last
             self._last = now
             if before is None:
+                # No earlier snapshot: a door we unlocked and now see open most likely
+                # opened from our pulse (it is not known that it was closed before).
+                for lock in sorted(self._pending):
+                    if lock in now and now[lock].open:
+                        self._emit(EventType.DOOR_OPENED, lock, inferred=True)
                 self._pending.clear()
                 return
             for lock, state in sorted(now.items()):

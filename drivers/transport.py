@@ -252,6 +252,8 @@ class BusTransport:
             ``SOCKET_INTER_BYTE_GAP_S`` over TCP.
         wire: the protocol family's framing; default our own protocol.
         bytesize, parity, stopbits: line settings (FEIG readers default to 8E1).
+        turnaround: keep SPEC §4's 1 ms between a reply and the next request, which an
+            RS-485 bus needs to switch direction; a point-to-point USB link does not.
 
     The constructor does no I/O; the port opens on the first request.
     """
@@ -270,11 +272,13 @@ class BusTransport:
         bytesize: int = 8,
         parity: str = "N",
         stopbits: float = 1,
+        turnaround: bool = True,
     ) -> None:
         self.url = url
         self.baudrate = baudrate
         self.wire = wire
         self.bytesize, self.parity, self.stopbits = bytesize, parity, stopbits
+        self._turnaround_s = Timing.TURNAROUND_MS / 1000 if turnaround else 0.0
         # one character on the line: start bit, data bits, parity bit, stop bits
         self._char_s = (1 + bytesize + (parity != "N") + stopbits) / baudrate
         self.name = name or url
@@ -509,7 +513,7 @@ class BusTransport:
         ~0.1 ms late on Linux, 10 % of the 1 ms turnaround on every exchange, so the last
         ``_SPIN_S`` is busy-waited; never less than the turnaround.
         """
-        wait = self._last_rx + Timing.TURNAROUND_MS / 1000 - self._clock()
+        wait = self._last_rx + self._turnaround_s - self._clock()
         if wait > 0:
             until = time.perf_counter() + wait
             if wait > _SPIN_S:

@@ -24,6 +24,8 @@ __all__ = [
     "BoardConfig",
     "DoorConfig",
     "ItemConfig",
+    "ReaderConfig",
+    "FAMILIES",
     "CabinetConfig",
     "load_config",
     "parse_config",
@@ -32,6 +34,11 @@ __all__ = [
 
 #: Default line rate per bus kind (SPEC.md §1).
 DEFAULT_BAUD = {"rs485": 19200, "usb": 115200}
+#: Protocol families a bus may speak, and whether their devices are lock boards or readers.
+FAMILIES = {"lendbox": "board", "cn485": "board", "kerong": "board", "modbus": "board",
+            "feig": "reader", "rr3036": "reader"}
+#: Each family's factory line rate (docs/families.md), used when a bus names none.
+FAMILY_BAUD = {"cn485": 9600, "kerong": 19200, "modbus": 9600, "feig": 38400, "rr3036": 19200}
 DOOR_SIZES = ("small", "medium", "large")
 
 
@@ -42,6 +49,7 @@ class BusConfig:
     name: str
     kind: str = "rs485"
     baudrate: int = 19200
+    family: str = "lendbox"  # the protocol every device on this bus speaks
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,18 @@ class BoardConfig:
     antennas: int
     firmware: tuple[int, int, int] = (1, 0, 0)
     hold_open_limit_s: float = 120.0
+    options: Mapping[str, Any] = field(default_factory=dict)  # family-specific settings
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderConfig:
+    """A stand-alone RFID reader (FEIG, RR3036 …) with its own antennas."""
+
+    name: str
+    bus: str
+    address: int
+    antennas: int
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +89,12 @@ class DoorConfig:
     capacity: int = 12
     spring: bool = True
     items: int = 0  # books generated into this door at start
+    reader: str | None = None  # the stand-alone reader whose ``antenna`` this is; else the board's
+
+    @property
+    def antenna_source(self) -> int | str:
+        """The key of the device owning this door's antenna: a board address or a reader name."""
+        return self.reader if self.reader is not None else self.board
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +119,7 @@ class CabinetConfig:
     boards: tuple[BoardConfig, ...]
     doors: tuple[DoorConfig, ...]
     items: tuple[ItemConfig, ...]
+    readers: tuple[ReaderConfig, ...] = ()
     card_reader: bool = False
     camera: bool = False
     source: str = "<config>"
@@ -180,7 +207,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
         ConfigError: the first problem found, naming the entry.
     """
     top = _Reader(dict(data), source)
-    top.unknown({"cabinet", "buses", "boards", "doors", "items", "card_reader", "camera"})
+    top.unknown({"cabinet", "buses", "boards", "readers", "doors", "items", "card_reader",
+                 "camera"})
     cab = _Reader(top.get("cabinet", dict), f"{source} [cabinet]")
     cab.unknown({"id", "seed", "name"})
     cabinet_id = cab.get("id", str)
@@ -189,16 +217,21 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
     buses: list[BusConfig] = []
     for i, raw in enumerate(_tables(dict(data), "buses", source)):
         r = _Reader(raw, f"{source} [[buses]] #{i + 1}")
-        r.unknown({"name", "kind", "baudrate"})
+        r.unknown({"name", "kind", "baudrate", "family"})
         name = r.get("name", str)
+        family = r.get("family", str, "lendbox")
+        if family not in FAMILIES:
+            raise ConfigError(f"{r.where}: family must be one of {', '.join(FAMILIES)}, "
+                              f"got {family!r}")
         kind = r.get("kind", str, "rs485")
         if kind not in DEFAULT_BAUD:
             raise ConfigError(f"{r.where}: kind must be one of {', '.join(DEFAULT_BAUD)}, "
                               f"got {kind!r}")
-        baud = r.get("baudrate", int, DEFAULT_BAUD[kind], lo=300, hi=4_000_000)
+        baud = r.get("baudrate", int, FAMILY_BAUD.get(family, DEFAULT_BAUD[kind]), lo=300,
+                     hi=4_000_000)
         if any(b.name == name for b in buses):
             raise ConfigError(f"{r.where}: duplicate bus name {name!r}")
-        buses.append(BusConfig(name=name, kind=kind, baudrate=baud))
+        buses.append(BusConfig(name=name, kind=kind, baudrate=baud, family=family))
     if not buses:
         raise ConfigError(f"{source}: at least one [[buses]] entry is needed")
 
@@ -206,11 +239,15 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
     for i, raw in enumerate(_tables(dict(data), "boards", source)):
         r = _Reader(raw, f"{source} [[boards]] #{i + 1}")
         r.unknown({"address", "bus", "serial", "locks", "antennas", "firmware",
-                   "hold_open_limit_s"})
+                   "hold_open_limit_s", "options"})
         address = r.get("address", int, lo=MIN_ADDRESS, hi=MAX_ADDRESS)
         bus = r.get("bus", str)
-        if not any(b.name == bus for b in buses):
+        bus_cfg = next((b for b in buses if b.name == bus), None)
+        if bus_cfg is None:
             raise ConfigError(f"{r.where}: bus {bus!r} is not a declared [[buses]] name")
+        if FAMILIES[bus_cfg.family] != "board":
+            raise ConfigError(f"{r.where}: bus {bus!r} speaks {bus_cfg.family}, a reader "
+                              "protocol: put the reader under [[readers]]")
         if any(b.address == address and b.bus == bus for b in boards):
             raise ConfigError(f"{r.where}: address {address} is used twice on bus {bus!r}")
         serial = r.get("serial", str, f"LB{seed % 10000:04d}{address:06d}")
@@ -229,7 +266,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
             antennas=r.get("antennas", int, 0, lo=0, hi=24),
             firmware=(fw_parts[0], fw_parts[1], fw_parts[2]),
             hold_open_limit_s=r.get("hold_open_limit_s", float, 120.0, lo=0.01),
+            options=dict(r.get("options", dict, {})),
         ))
+        if bus_cfg.family != "lendbox" and boards[-1].antennas:
+            raise ConfigError(f"{r.where}: a {bus_cfg.family} lock board has no antennas; "
+                              "put the RFID reader under [[readers]]")
     if not boards:
         raise ConfigError(f"{source}: at least one [[boards]] entry is needed")
     if len({b.serial for b in boards}) != len(boards):
@@ -238,11 +279,34 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
         raise ConfigError(f"{source}: board addresses must be unique in the cabinet "
                           "(doors name their board by address)")
 
+    readers: list[ReaderConfig] = []
+    for i, raw in enumerate(_tables(dict(data), "readers", source)):
+        r = _Reader(raw, f"{source} [[readers]] #{i + 1}")
+        r.unknown({"name", "bus", "address", "antennas", "options"})
+        name = r.get("name", str)
+        r.where = f"{source} reader {name!r}"
+        if any(x.name == name for x in readers):
+            raise ConfigError(f"{r.where}: duplicate reader name")
+        bus = r.get("bus", str)
+        bus_cfg = next((b for b in buses if b.name == bus), None)
+        if bus_cfg is None:
+            raise ConfigError(f"{r.where}: bus {bus!r} is not a declared [[buses]] name")
+        if FAMILIES[bus_cfg.family] != "reader":
+            raise ConfigError(f"{r.where}: bus {bus!r} speaks {bus_cfg.family}, which is not "
+                              "a reader protocol")
+        address = r.get("address", int, 0, lo=0, hi=255)
+        if any(x.bus == bus and x.address == address for x in readers):
+            raise ConfigError(f"{r.where}: address {address} is used twice on bus {bus!r}")
+        readers.append(ReaderConfig(name=name, bus=bus, address=address,
+                                    antennas=r.get("antennas", int, 1, lo=1, hi=64),
+                                    options=dict(r.get("options", dict, {}))))
+
     doors: list[DoorConfig] = []
     used: set[tuple[int, int]] = set()
     for i, raw in enumerate(_tables(dict(data), "doors", source)):
         r = _Reader(raw, f"{source} [[doors]] #{i + 1}")
-        r.unknown({"number", "board", "lock", "antenna", "size", "capacity", "spring", "items"})
+        r.unknown({"number", "board", "lock", "antenna", "reader", "size", "capacity", "spring",
+                   "items"})
         number = r.get("number", int, lo=1, hi=9999)
         r.where = f"{source} door {number}"
         if any(d.number == number for d in doors):
@@ -255,10 +319,21 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
         if (board_addr, lock) in used:
             raise ConfigError(f"{r.where}: lock {lock} of board {board_addr} drives two doors")
         used.add((board_addr, lock))
-        antenna = r.get("antenna", int, lock)
-        if not 1 <= antenna <= board.antennas:
-            raise ConfigError(f"{r.where}: antenna {antenna} does not exist on board "
-                              f"{board_addr} (it has {board.antennas})")
+        reader_name = r.get("reader", str, None) if "reader" in r.table else None
+        antenna = r.get("antenna", int, lock if reader_name is None else 1)
+        if reader_name is None:
+            if not 1 <= antenna <= board.antennas:
+                raise ConfigError(f"{r.where}: antenna {antenna} does not exist on board "
+                                  f"{board_addr} (it has {board.antennas}); a door read by a "
+                                  "stand-alone reader names it with reader = \"…\"")
+        else:
+            reader = next((x for x in readers if x.name == reader_name), None)
+            if reader is None:
+                raise ConfigError(f"{r.where}: reader {reader_name!r} is not a declared "
+                                  "[[readers]] name")
+            if not 1 <= antenna <= reader.antennas:
+                raise ConfigError(f"{r.where}: antenna {antenna} does not exist on reader "
+                                  f"{reader_name!r} (it has {reader.antennas})")
         size = r.get("size", str, "medium")
         if size not in DOOR_SIZES:
             raise ConfigError(f"{r.where}: size must be one of {', '.join(DOOR_SIZES)}")
@@ -268,7 +343,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
             raise ConfigError(f"{r.where}: items ({items}) exceed capacity ({capacity})")
         doors.append(DoorConfig(number=number, board=board_addr, lock=lock, antenna=antenna,
                                 size=size, capacity=capacity, spring=r.get("spring", bool, True),
-                                items=items))
+                                items=items, reader=reader_name))
     if not doors:
         raise ConfigError(f"{source}: at least one [[doors]] entry is needed")
 
@@ -283,7 +358,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
 
     return CabinetConfig(
         id=cabinet_id, seed=seed, buses=tuple(buses), boards=tuple(boards), doors=tuple(doors),
-        items=items, card_reader=_flag("card_reader"), camera=_flag("camera"), source=source,
+        items=items, readers=tuple(readers), card_reader=_flag("card_reader"), camera=_flag("camera"), source=source,
     )
 
 

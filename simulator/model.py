@@ -91,7 +91,7 @@ class SimItem:
 class Antenna:
     """One reader antenna (one per door in our cabinets)."""
 
-    board: int
+    board: int | str  # the owning device: a board address, or a stand-alone reader's name
     number: int
     reflected_permille: int = 40
     noise_floor_dbm: int = -95
@@ -146,12 +146,14 @@ class CabinetModel:
         self.doors: dict[int, Door] = {
             d.number: Door(config=d, hold_open_limit_s=hold[d.board]) for d in config.doors
         }
-        self.antennas: dict[tuple[int, int], Antenna] = {}
+        self.antennas: dict[tuple[int | str, int], Antenna] = {}
         arng = random.Random(config.seed ^ 0xA11)
-        for b in config.boards:
-            for n in range(1, b.antennas + 1):
-                self.antennas[(b.address, n)] = Antenna(
-                    board=b.address, number=n, reflected_permille=arng.randint(20, 80),
+        owners: list[tuple[int | str, int]] = [(b.address, b.antennas) for b in config.boards]
+        owners += [(r.name, r.antennas) for r in config.readers]
+        for source, count in owners:
+            for n in range(1, count + 1):
+                self.antennas[(source, n)] = Antenna(
+                    board=source, number=n, reflected_permille=arng.randint(20, 80),
                     noise_floor_dbm=arng.randint(-98, -90))
         self.items: dict[str, SimItem] = {}
         for ic in config.items:
@@ -186,7 +188,7 @@ class CabinetModel:
     def antenna_for_door(self, number: int) -> Antenna:
         """The antenna that reads door ``number``."""
         d = self.door(number).config
-        return self.antennas[(d.board, d.antenna)]
+        return self.antennas[(d.antenna_source, d.antenna)]
 
     # ------------------------------------------------------------ events
     def _emit(self, door: Door, kind: EventType, at: float | None = None) -> None:
@@ -328,11 +330,12 @@ class CabinetModel:
             flags |= DoorFlags.HELD_OPEN
         return flags
 
-    def items_in_field(self, board: int, antenna: int) -> list[SimItem]:
-        """Books inside the doors that antenna ``antenna`` of board ``board`` reads."""
+    def items_in_field(self, source: int | str, antenna: int) -> list[SimItem]:
+        """Books inside the doors that antenna ``antenna`` of ``source`` reads (a board
+        address, or a stand-alone reader's name)."""
         out: list[SimItem] = []
         for door in self.doors.values():
-            if door.config.board == board and door.config.antenna == antenna:
+            if door.config.antenna_source == source and door.config.antenna == antenna:
                 out.extend(self.items[i] for i in door.items)
         return out
 
@@ -357,10 +360,10 @@ class CabinetModel:
         self.tick()
         doors = []
         for d in sorted(self.doors.values(), key=lambda x: x.number):
-            ant = self.antennas[(d.config.board, d.config.antenna)]
+            ant = self.antennas[(d.config.antenna_source, d.config.antenna)]
             doors.append({
                 "number": d.number, "board": d.config.board, "lock": d.config.lock,
-                "antenna": d.config.antenna, "size": d.config.size,
+                "antenna": d.config.antenna, "reader": d.config.reader, "size": d.config.size,
                 "capacity": d.config.capacity, "spring": d.config.spring,
                 "open": d.open, "latched": d.latched, "forced": d.forced,
                 "held_open": d.held_open, "items": list(d.items),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .board import BoardEmulator
+from .families.registry import build_bus, driver_options
 from .config import CabinetConfig, load_config
 from .errors import NotConfigured, NotFound
 from .faults import LinkFaults
@@ -49,16 +50,22 @@ class Simulator:
         self.config = config
         self.lock = threading.RLock()
         self.model = CabinetModel(config, clock, sink=self._on_event)
+        lendbox_buses = {b.name for b in config.buses if b.family == "lendbox"}
         self.boards: dict[int, BoardEmulator] = {
             b.address: BoardEmulator(b, self.model) for b in config.boards
+            if b.bus in lendbox_buses
         }
         self.faults = {b.name: LinkFaults() for b in config.buses}
         self.stats = {b.name: LinkStats() for b in config.buses}
-        self.buses: dict[str, BusServer] = {
-            b.name: BusServer(b, [x for x in self.boards.values() if x.config.bus == b.name],
-                              self.lock, self.faults[b.name], self.stats[b.name], pty=pty)
-            for b in config.buses
-        }
+        self.buses: dict[str, Any] = {}
+        for b in config.buses:
+            if b.family == "lendbox":
+                self.buses[b.name] = BusServer(
+                    b, [x for x in self.boards.values() if x.config.bus == b.name], self.lock,
+                    self.faults[b.name], self.stats[b.name], pty=pty)
+            else:  # a third-party family's emulators (simulator/families/)
+                self.buses[b.name] = build_bus(b, config, self.model, self.lock,
+                                               self.faults[b.name], self.stats[b.name], pty=pty)
         self._control_port = control_port
         self._control: Any = None
         self.camera: Any = None
@@ -193,20 +200,40 @@ class Simulator:
             if prefer_pty and self.buses[b.name].pty_path:
                 url = str(self.buses[b.name].pty_path)
             buses.append({"name": b.name, "url": url, "baudrate": b.baudrate,
-                          "family": "lendbox"})
-        out: dict[str, Any] = {
-            "cabinet": {"id": self.config.id},
-            "buses": buses,
-            "boards": [{"address": b.address, "bus": b.bus} for b in self.config.boards],
-            "doors": [{"number": d.number, "board": d.board, "lock": d.lock,
-                       "antenna": d.antenna} for d in self.config.doors],
-        }
+                          "family": b.family, "kind": b.kind})
+        boards = []
+        for bd in self.config.boards:
+            row: dict[str, Any] = {"address": bd.address, "bus": bd.bus}
+            family = self._bus_family(bd.bus)
+            options = driver_options(family, bd) if family != "lendbox" else dict(bd.options)
+            if options:
+                row["options"] = options
+            boards.append(row)
+        doors = []
+        for d in self.config.doors:
+            door: dict[str, Any] = {"number": d.number, "board": d.board, "lock": d.lock,
+                                    "antenna": d.antenna}
+            if d.reader is not None:
+                door["reader"] = d.reader
+            doors.append(door)
+        out: dict[str, Any] = {"cabinet": {"id": self.config.id}, "buses": buses,
+                               "boards": boards}
+        if self.config.readers:
+            out["readers"] = []
+            for r in self.config.readers:
+                options = driver_options(self._bus_family(r.bus), r)
+                out["readers"].append({"name": r.name, "bus": r.bus, "address": r.address,
+                                       **({"options": options} if options else {})})
+        out["doors"] = doors
         if self.card_reader_name is not None:
             out["card_reader"] = {"reader": self.card_reader_name,
                                   "pcsc_socket": self.pcsc_socket}
         if self.camera_url:
             out["camera"] = {"source": self.camera_url}
         return out
+
+    def _bus_family(self, bus: str) -> str:
+        return next(b.family for b in self.config.buses if b.name == bus)
 
     def write_hardware_config(self, path: str | Path, *, prefer_pty: bool = False) -> Path:
         """Write :meth:`hardware_config` as TOML to ``path``."""
@@ -425,6 +452,10 @@ def _toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
+    if isinstance(v, dict):  # a family's options: an inline table
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     s = str(v).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{s}"'
 

@@ -95,10 +95,11 @@ class FeigWire:
 FEIG_WIRE = FeigWire()
 
 
-def feig_transport(url: str, *, baudrate: int = 38400, name: str = "", **kwargs: Any
-                   ) -> BusTransport:
+def feig_transport(url: str, *, baudrate: int = 38400, name: str = "", parity: str = "E",
+                   **kwargs: Any) -> BusTransport:
     """A ``BusTransport`` with FEIG's default line: 38400 Bd, 8 data bits, even parity, 1 stop."""
-    return BusTransport(url, baudrate=baudrate, parity="E", name=name, wire=FEIG_WIRE, **kwargs)
+    return BusTransport(url, baudrate=baudrate, parity=parity, name=name, wire=FEIG_WIRE,
+                        **kwargs)
 
 
 @dataclass(slots=True)

@@ -61,7 +61,7 @@ def test_good_config_builds_without_io(tmp_path: Path) -> None:
     (lambda t: t.replace("lock = 2", "lock = 1"), "lock 1 of board 1 already drives door 1"),
     (lambda t: t.replace("board = 1\nlock = 2", "board = 3\nlock = 2"), "door 2: unknown board 3"),
     (lambda t: t.replace('url = "socket://127.0.0.1:9"\n', ""), "bus 'rs485-1': missing field 'url'"),
-    (lambda t: t.replace('family = "lendbox"', 'family = "kerong"'), "unknown family 'kerong'"),
+    (lambda t: t.replace('family = "lendbox"', 'family = "hid-iclass"'), "unknown family 'hid-iclass'"),
     (lambda t: t.replace("baudrate = 19200", 'baudrate = "fast"'), "'baudrate' must be"),
     (lambda t: t + '\n[[boards]]\naddress = 1\nbus = "rs485-1"\n', "duplicate board address"),
     (lambda t: t.replace("address = 1", "address = 300"), "address must be 1..247"),

@@ -106,3 +106,12 @@ def test_events_replay_to_the_last_snapshot(snapshots: list[list[bool]]) -> None
     assert state == snapshots[-1]
     assert [e.seq for e in events] == list(range(events[0].seq, events[0].seq + len(events))) \
         if events else True
+
+
+def test_an_unlock_before_any_poll_still_reports_the_opening() -> None:
+    board, ev = make()
+    ev.note_unlock(2)  # the kiosk's first act: no snapshot yet
+    board.open[1] = True
+    assert kinds(ev.poll_events()) == [("UNLOCKED", 2, False), ("DOOR_OPENED", 2, True)]
+    board.open[1] = False
+    assert kinds(ev.poll_events()) == [("DOOR_CLOSED", 2, False)]
