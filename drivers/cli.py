@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from .detect import FAMILY_ORDER, DetectReport, detect, parse_addresses
 from .diag import (
     CameraCheck,
     CardCheck,
@@ -39,8 +40,9 @@ def register(subparsers: Any) -> None:
     """Add ``diag`` and its sub-commands to the ``lendbox`` parser."""
     diag = subparsers.add_parser("diag", help="diagnose the cabinet's boards, doors and antennas",
                                  description="Technician diagnostics of the cabinet hardware.")
-    diag.add_argument("--hardware", required=True, metavar="HW.toml",
-                      help="hardware config (see docs/contracts.md)")
+    diag.add_argument("--hardware", metavar="HW.toml",
+                      help="hardware config (see docs/contracts.md); every check but "
+                      "`detect` needs it")
     diag.add_argument("--json", action="store_true", help="print JSON instead of text")
     sub = diag.add_subparsers(dest="diag_command", metavar="CHECK")
     sub.required = True
@@ -86,9 +88,39 @@ def register(subparsers: Any) -> None:
                    help="seconds to watch (default 5)")
     p.set_defaults(func=_cmd_camera)
 
+    p = sub.add_parser(
+        "detect", help="find which device family answers on a port (read-only probes)",
+        description="Probe a serial port at each family's usual line settings with one "
+        "read-only command per address (never an unlock) and print what answered, with a "
+        "hardware-config snippet. Exit 1 if nothing answered. Progress goes to stderr.")
+    p.add_argument("--port", required=True, metavar="URL",
+                   help="serial port or pyserial URL (/dev/ttyUSB0, socket://host:port)")
+    p.add_argument("--addresses", default="0-8", metavar="RANGES",
+                   help="addresses to probe, e.g. 1-8 or 0,3,5-7 (default 0-8; each family "
+                   "skips addresses it cannot have)")
+    p.add_argument("--families", default=None, metavar="LIST",
+                   help="comma-separated families to try, in order (default: "
+                   f"{','.join(FAMILY_ORDER)})")
+    p.add_argument("--baudrates", default=None, metavar="LIST",
+                   help="comma-separated baud rates to try instead of each family's usual ones")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="seconds to wait for a reply's first byte (default: per family, "
+                   "0.08-0.2)")
+    p.add_argument("--all", action="store_true", dest="every_family",
+                   help="keep probing other families after one answered")
+    p.add_argument("--bus-name", default="", metavar="NAME",
+                   help="bus name for the config snippet (default FAMILY-1)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print JSON instead of text")
+    p.set_defaults(func=_cmd_detect)
+
 
 def _run(args: argparse.Namespace, body: Any, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    if not args.hardware:
+        print(f"lendbox diag: {args.diag_command} needs --hardware HW.toml (before the "
+              f"check's name)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         hw = Hardware.from_file(args.hardware)
     except ConfigError as exc:
@@ -176,6 +208,66 @@ def _cmd_camera(args: argparse.Namespace) -> int:
     return _run(args, lambda hw: watch_camera(hw, seconds=args.seconds))
 
 
+def _cmd_detect(args: argparse.Namespace) -> int:
+    try:
+        addresses = parse_addresses(args.addresses)
+        families = ([f.strip() for f in args.families.split(",") if f.strip()]
+                    if args.families else list(FAMILY_ORDER))
+        baudrates = ([int(b) for b in args.baudrates.split(",") if b.strip()]
+                     if args.baudrates else None)
+        if baudrates is not None and (not baudrates or min(baudrates) <= 0):
+            raise ValueError("--baudrates must be positive integers")
+        if args.timeout is not None and args.timeout <= 0:
+            raise ValueError("--timeout must be positive")
+        unknown = [f for f in families if f not in FAMILY_ORDER]
+        if unknown or not families:
+            raise ValueError(f"unknown family {', '.join(unknown) or '(none given)'} "
+                             f"(known: {', '.join(FAMILY_ORDER)})")
+    except ValueError as exc:
+        print(f"lendbox diag detect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = detect(args.port, families=families, addresses=addresses,
+                        baudrates=baudrates, timeout_s=args.timeout,
+                        every_family=args.every_family, bus_name=args.bus_name,
+                        progress=progress_printer(sys.stderr))
+    finally:
+        end_progress(sys.stderr)
+    if getattr(args, "json", False):
+        json.dump(report.as_dict(), sys.stdout, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_detect(report))
+    return EXIT_OK if report.passed else EXIT_FAULT
+
+
+def format_detect(report: DetectReport) -> str:
+    """The text of a detection: what answered where, then the config snippet."""
+    lines: list[str] = []
+    if report.error:
+        lines.append(f"port {report.port}: {report.error}")
+    for f in report.found:
+        checked = "" if f.line_verified else " (line settings not verified over socket://)"
+        lines.append(f"port {report.port}: {f.family} {f.kind}(s) at {f.line}{checked}, "
+                     f"answering {f.command}")
+        for d in f.devices:
+            details = ", ".join(f"{k} {v}" for k, v in d.items() if k != "address")
+            lines.append(f"  address {d['address']}: {details or 'answers'}")
+    if not report.found and not report.error:
+        tried = "; ".join(f"{t['family']} {t['line']}" for t in report.tried) or "nothing"
+        lines.append(f"port {report.port}: no device answered (tried {tried})")
+    lines.extend(f"note: {n}" for n in report.notes)
+    lines.append(f"{report.probes_sent} read-only probes in {report.seconds:.1f} s; no lock "
+                 f"was commanded")
+    if report.found:
+        lines.append("hardware config (docs/contracts.md):")
+        lines.append("")
+        lines.extend(report.snippet().rstrip("\n").splitlines())
+        lines.append("")
+    lines.append("FOUND" if report.passed else "NOTHING FOUND")
+    return "\n".join(lines) + "\n"
+
+
 def _peripheral_lines(reports: list[PeripheralReport]) -> list[str]:
     """``card reader (NAME): ok`` / ``camera (URL): unavailable — why``."""
     lines = []
@@ -194,30 +286,62 @@ def _peripheral_lines(reports: list[PeripheralReport]) -> list[str]:
 # ---------------------------------------------------------------- text
 
 
+def _known(value: object) -> bool:
+    return value not in ("", "unknown", None)
+
+
 def format_report(report: object) -> str:
     """The human-readable text of any diag report (also used by `lendbox demo`)."""
     lines: list[str] = []
     if isinstance(report, DevicesReport):
         for bus in report.buses:
-            lines.append(f"bus {bus['bus']} ({bus['url']}, {bus['baudrate']} baud): "
+            family = f", {bus['family']}" if bus.get("family") else ""
+            lines.append(f"bus {bus['bus']} ({bus['url']}, {bus['baudrate']} baud{family}): "
                          f"{bus['availability']} {bus['reason']}".rstrip())
+            present = bus.get("addresses_present")
+            if present is not None:
+                lines.append(f"  addresses answering: "
+                             f"{', '.join(map(str, present)) or 'none'}")  # type: ignore[call-overload]
             if "hint" in bus:
                 lines.append(f"  hint: {bus['hint']}")
         for b in report.boards:
-            head = f"board {b.address} on {b.bus}: {b.availability} {b.reason}".rstrip()
+            family = f" ({b.family})" if b.family != "lendbox" else ""
+            head = f"board {b.address} on {b.bus}{family}: {b.availability} {b.reason}".rstrip()
             lines.append(head)
             if b.info:
-                lines.append(f"  serial {b.info.serial}, firmware {b.info.firmware}, protocol "
-                             f"{b.info.protocol}, {b.info.locks} locks, {b.info.antennas} "
-                             f"antennas")
+                if _known(b.info.firmware):
+                    lines.append(f"  serial {b.info.serial}, firmware {b.info.firmware}, "
+                                 f"protocol {b.info.protocol}, {b.info.locks} locks, "
+                                 f"{b.info.antennas} antennas")
+                else:
+                    lines.append(f"  protocol {b.info.protocol}, {b.info.locks} locks (from "
+                                 f"the config)")
             if b.counters:
                 c = b.counters
-                lines.append(f"  uptime {c.uptime_s} s, frames ok {c.frames_ok}, crc errors "
-                             f"{c.crc_errors}, retransmissions {c.retransmissions}, power "
-                             f"cycles {c.power_cycles}, unlocks {list(c.unlocks)}")
+                where = "" if b.counters_kept_by == "board" else "counted by the driver: "
+                power = (f", power cycles {c.power_cycles}" if b.counters_kept_by == "board"
+                         else "")
+                lines.append(f"  {where}uptime {c.uptime_s} s, frames ok {c.frames_ok}, crc "
+                             f"errors {c.crc_errors}, retransmissions {c.retransmissions}"
+                             f"{power}, unlocks {list(c.unlocks)}")
             link = b.link
-            lines.append(f"  host link: {link['requests']} requests, {link['retries']} retries, "
-                         f"{link['timeouts']} timeouts")
+            if link:
+                lines.append(f"  host link: {link['requests']} requests, {link['retries']} "
+                             f"retries, {link['timeouts']} timeouts")
+            if b.not_available:
+                lines.append(f"  {', '.join(b.not_available)}: not available for this family")
+        for r in report.readers:
+            lines.append(f"reader {r.name} on {r.bus} ({r.family}, address {r.address}): "
+                         f"{r.availability} {r.reason}".rstrip())
+            if r.info:
+                lines.append("  " + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                              for k, v in r.info.items()))
+            if r.link:
+                lines.append(f"  host link: {r.link['requests']} requests, "
+                             f"{r.link['retries']} retries, {r.link['timeouts']} timeouts")
+            lines.append(f"  reads door(s) {', '.join(map(str, r.doors)) or 'none'}")
+            if r.not_available:
+                lines.append(f"  {', '.join(r.not_available)}: not available for this family")
         lines.extend(_peripheral_lines(report.peripherals))
     elif isinstance(report, UnlockCheck):
         lines.append(f"door {report.door} (board {report.board}, lock {report.lock}): "
@@ -248,7 +372,23 @@ def format_report(report: object) -> str:
             state = "answering" if row.get("answering") else "NOT answering"
             if row.get("skipped"):
                 state += f" (not tested: {row['skipped']})"
-            lines.append(f"board {row['board']} on {row['bus']}: {state}")
+            family = str(row.get("family", "lendbox"))
+            suffix = f" ({family})" if family != "lendbox" else ""
+            lines.append(f"board {row['board']} on {row['bus']}{suffix}: {state}")
+            if row.get("not_available") and row.get("answering"):
+                lines.append(f"  {', '.join(row['not_available'])}: "  # type: ignore[arg-type]
+                             f"not available for this family")
+        for row in report.readers:
+            state = "answering" if row.get("answering") else "NOT answering"
+            lines.append(f"reader {row['reader']} on {row['bus']} ({row['family']}): {state}")
+            if row.get("answering"):
+                inv: list[dict[str, Any]] = row.get("inventory") or []  # type: ignore[assignment]
+                tags = sum(int(i.get("tags", 0)) for i in inv)
+                if inv:
+                    lines.append(f"  inventoried door(s) "
+                                 f"{', '.join(str(i['door']) for i in inv)}: {tags} tags")
+                lines.append(f"  {', '.join(row['not_available'])}: "  # type: ignore[arg-type]
+                             f"not available for this family")
         for u in report.unlocks:
             lines.append(f"  door {u.door}: {'opened' if u.door_opened else 'did not open'}")
         for link in report.links:

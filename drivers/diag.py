@@ -7,6 +7,14 @@ technician standing at the cabinet needs "check lock 7 wiring", not "error 0x06"
 
 Diagnostics never acknowledge board events (``peek_events``), so a look at the cabinet never
 steals an event from the kiosk.
+
+Family-neutral (issue 2/6): everything here goes through the ``ControllerBoard`` and
+``RfidReader`` interfaces, so it runs unchanged on any mix of families (docs/families.md). A
+check whose method a family lacks (``measure_latency`` exists only on our boards) or refuses
+(``NotSupported``, e.g. ``antenna_diag`` on a lock board) is skipped and listed under
+``not_available`` ("not available for this family"), never reported as a fault. Stand-alone
+readers (``hw.readers`` keyed by name) are checked as parts of their own: identity where the
+protocol has one, and a read-only inventory of each door they read.
 """
 
 from __future__ import annotations
@@ -16,10 +24,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from firmware_protocol.const import EventType, PartKind, PartStatus, Timing
 
-from .board import BoardCounters, BoardInfo, LendboxBoard, PartCheck
+from .board import BoardCounters, BoardInfo, ControllerBoard, PartCheck
 from .errors import (
     CardError,
     ConfigError,
@@ -28,14 +37,17 @@ from .errors import (
     DriverError,
     FrameError,
     LockJammed,
+    NotSupported,
 )
 from .hardware import Hardware
-from .rfid import InventoriedTag, inventory_door
+from .rfid import InventoriedTag, RfidReader, inventory_door
+from .transport import usb_latency_timer_ms
 
 __all__ = [
     "DETUNED_PERMILLE",
     "LINK_FAULT_FRACTION",
     "NOISY_DBM",
+    "NOT_AVAILABLE",
     "BoardReport",
     "CameraCheck",
     "CardCheck",
@@ -43,6 +55,7 @@ __all__ = [
     "Finding",
     "InventoryReport",
     "PeripheralReport",
+    "ReaderReport",
     "SelfTestReport",
     "Severity",
     "TagRate",
@@ -75,6 +88,8 @@ SLOW_REPLY_MS = 10
 #: Latency probes per answering board (GET_STATES with a long timeout); the first is not
 #: counted, it only lets late duplicates of earlier re-sent requests clear the line.
 LATENCY_PROBES = 4
+#: How a check a family cannot do is reported.
+NOT_AVAILABLE = "not available for this family"
 
 
 class Severity(enum.Enum):
@@ -122,6 +137,10 @@ class _Findings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BoardReport:
+    """One lock board. ``counters_kept_by``: "board" (our boards count on the board) or
+    "driver" (third-party boards keep none; the driver counts). ``not_available``: what this
+    family cannot report (firmware version, serial, …)."""
+
     address: int
     bus: str
     availability: str
@@ -129,11 +148,41 @@ class BoardReport:
     info: BoardInfo | None
     counters: BoardCounters | None
     link: dict[str, object]
+    family: str = "lendbox"
+    counters_kept_by: str = "board"
+    not_available: list[str] = field(default_factory=list)
+    limits: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {"address": self.address, "bus": self.bus, "availability": self.availability,
+        return {"address": self.address, "bus": self.bus, "family": self.family,
+                "availability": self.availability,
                 "reason": self.reason, "info": self.info.as_dict() if self.info else None,
-                "counters": _counters_dict(self.counters), "link": self.link}
+                "counters": _counters_dict(self.counters),
+                "counters_kept_by": self.counters_kept_by, "link": self.link,
+                "not_available": self.not_available, "limits": self.limits}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReaderReport:
+    """One stand-alone RFID reader (FEIG, RR3036 …): ``info`` is what its protocol tells
+    about it (firmware …), None when it has no such command."""
+
+    name: str
+    family: str
+    bus: str
+    address: int | None
+    availability: str
+    reason: str
+    info: dict[str, object] | None
+    link: dict[str, object]
+    doors: list[int] = field(default_factory=list)
+    not_available: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "family": self.family, "bus": self.bus,
+                "address": self.address, "availability": self.availability,
+                "reason": self.reason, "info": self.info, "link": self.link,
+                "doors": self.doors, "not_available": self.not_available}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +191,7 @@ class DevicesReport:
     boards: list[BoardReport]
     findings: list[Finding]
     peripherals: list[PeripheralReport] = field(default_factory=list)
+    readers: list[ReaderReport] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -150,6 +200,7 @@ class DevicesReport:
     def as_dict(self) -> dict[str, object]:
         return {"passed": self.passed, "buses": self.buses,
                 "boards": [b.as_dict() for b in self.boards],
+                "readers": [r.as_dict() for r in self.readers],
                 "peripherals": [p.as_dict() for p in self.peripherals],
                 "findings": [f.as_dict() for f in self.findings]}
 
@@ -166,36 +217,171 @@ def _board_subject(hw: Hardware, address: int) -> str:
     return f"board {address} on {hw.bus_of(address)}"
 
 
-def _unreachable(hw: Hardware, board: LendboxBoard, exc: DriverError, out: _Findings) -> None:
+def _bus_family(hw: Hardware, bus: str) -> str:
+    return next(b.family for b in hw.spec.buses if b.name == bus)
+
+
+def _board_family(hw: Hardware, address: int) -> str:
+    return _bus_family(hw, hw.bus_of(address))
+
+
+def _reader_bus(hw: Hardware, name: str) -> str:
+    return next(r.bus for r in hw.spec.readers if r.name == name)
+
+
+def _reader_subject(hw: Hardware, name: str) -> str:
+    return f"reader {name} on {_reader_bus(hw, name)}"
+
+
+def _standalone_readers(hw: Hardware) -> list[tuple[str, RfidReader]]:
+    """The stand-alone readers (``hw.readers`` keyed by name), in config order."""
+    return [(r.name, hw.readers[r.name]) for r in hw.spec.readers if r.name in hw.readers]
+
+
+def _unreachable_part(hw: Hardware, bus: str, subject: str, exc: DriverError,
+                      out: _Findings) -> None:
+    """A part that did not answer: the bus when its port is down, else the part itself."""
     if isinstance(exc, DeviceUnavailable):
-        out.add(f"bus {board.transport.name}", "port",
-                f"cannot reach {board.transport.url} ({exc}) — check the serial adapter/cable")
+        out.add(f"bus {bus}", "port",
+                f"cannot reach {hw.buses[bus].url} ({exc}) — check the serial adapter/cable")
     else:
-        out.add(_board_subject(hw, board.address), "answer",
-                "not answering — check cable and power")
+        out.add(subject, "answer", "not answering — check cable and power")
 
 
-def check_devices(hw: Hardware) -> DevicesReport:
-    """Each board: availability, identity, counters. Unreachable boards become findings."""
+def _unreachable(hw: Hardware, address: int, exc: DriverError, out: _Findings) -> None:
+    _unreachable_part(hw, hw.bus_of(address), _board_subject(hw, address), exc, out)
+
+
+def _reader_unreachable(hw: Hardware, name: str, exc: DriverError, out: _Findings) -> None:
+    _unreachable_part(hw, _reader_bus(hw, name), _reader_subject(hw, name), exc, out)
+
+
+def _unknown(value: object) -> bool:
+    return value in ("", "unknown", None)
+
+
+def _counters_kept_by(family: str) -> str:
+    """Our boards count on the board; every third-party family's driver counts for it
+    (docs/families.md)."""
+    return "board" if family == "lendbox" else "driver"
+
+
+def _reader_identify(reader: RfidReader) -> dict[str, object] | None:
+    """What the reader's protocol tells about it (``identify()``: FEIG [0x65], RR3036 init
+    device). Raises NotSupported when it has no such command, DriverError when it fails."""
+    identify = getattr(reader, "identify", None)
+    if identify is None:
+        raise NotSupported(f"{reader.name}: no identify command in this family's driver")
+    info = identify()
+    if info is None:
+        return None
+    out = dict(info)
+    version = out.get("version")
+    if "firmware" not in out and isinstance(version, int) and not isinstance(version, bool):
+        out["firmware"] = f"{version >> 8}.{version & 0xFF:02d}"  # RR3036: major, minor byte
+    return out
+
+
+def _link_counters(hw: Hardware, bus: str, address: int | None) -> dict[str, object]:
+    transport = hw.buses[bus]
+    counters = getattr(transport, "device_counters", None)
+    if counters is None or address is None:
+        return {}
+    return counters(address).as_dict()  # type: ignore[no-any-return]
+
+
+def _latency_warning(hw: Hardware, out: _Findings, sys_root: Path) -> dict[str, int]:
+    """A warning per bus on a ``/dev/ttyUSB*`` adapter whose latency timer holds replies."""
+    timers: dict[str, int] = {}
+    for name, transport in hw.buses.items():
+        ms = usb_latency_timer_ms(str(transport.url), sys_root)
+        if ms is None:
+            continue
+        timers[name] = ms
+        if ms > 1:
+            device = str(transport.url).rsplit("/", 1)[-1]
+            out.add(f"bus {name}", "usb latency",
+                    f"USB-serial latency timer is {ms} ms: each reply may be held that long — "
+                    f"set it to 1 ms (echo 1 > /sys/bus/usb-serial/devices/{device}/"
+                    f"latency_timer)", Severity.WARNING)
+    return timers
+
+
+def check_devices(hw: Hardware, *, sys_root: Path = Path("/sys")) -> DevicesReport:
+    """Each board and stand-alone reader: availability, identity (firmware where the family
+    reports one), counters (the board's, or the driver's for families whose boards keep
+    none); each bus: the addresses that answered, link counters, USB latency timer.
+    Unreachable parts become findings; what a family cannot report is listed, not faulted."""
     out = _Findings()
     reports: list[BoardReport] = []
+    present: dict[str, list[int]] = {name: [] for name in hw.buses}
     for address, board in sorted(hw.boards.items()):
+        bus = hw.bus_of(address)
+        family = _bus_family(hw, bus)
         info: BoardInfo | None = None
         counters: BoardCounters | None = None
+        missing: list[str] = []
         try:
-            info = board.identify()
-            counters = board.counters()
+            try:
+                info = board.identify()
+            except NotSupported:
+                missing.append("identity")
+                board.states()  # does it answer at all?
+            present[bus].append(address)
+            if info is not None:
+                missing += [what for what, value in (("firmware version", info.firmware),
+                                                     ("serial number", info.serial))
+                            if _unknown(value)]
+            try:
+                counters = board.counters()
+            except NotSupported:
+                missing.append("counters")
         except DriverError as exc:
-            _unreachable(hw, board, exc, out)
+            _unreachable(hw, address, exc, out)
         status = board.status()
-        reports.append(BoardReport(address=address, bus=board.transport.name,
-                                   availability=status.availability.value, reason=status.reason,
-                                   info=info, counters=counters,
-                                   link=board.diagnostics()["counters"]))  # type: ignore[arg-type]
-    buses = [t.diagnostics() for t in hw.buses.values()]
+        diag = board.diagnostics()
+        reports.append(BoardReport(
+            address=address, bus=bus, family=family, availability=status.availability.value,
+            reason=status.reason, info=info, counters=counters,
+            link=diag.get("counters") or _link_counters(hw, bus, address),  # type: ignore[arg-type]
+            counters_kept_by=_counters_kept_by(family), not_available=missing,
+            limits=list(diag.get("limits") or [])))  # type: ignore[call-overload]
+    readers: list[ReaderReport] = []
+    for name, reader in _standalone_readers(hw):
+        bus = _reader_bus(hw, name)
+        raddress: int | None = getattr(reader, "address", None)
+        rinfo: dict[str, object] | None = None
+        missing = ["antenna diagnostics"]
+        try:
+            rinfo = _reader_identify(reader)
+            if raddress is not None:
+                present[bus].append(raddress)
+        except NotSupported:
+            missing.insert(0, "firmware version")
+            if raddress is not None and hasattr(reader, "identify"):  # "unknown command"
+                present[bus].append(raddress)
+        except DriverError as exc:
+            _reader_unreachable(hw, name, exc, out)
+        if rinfo is not None and _unknown(rinfo.get("firmware")):
+            missing.insert(0, "firmware version")
+        status = reader.status()
+        readers.append(ReaderReport(
+            name=name, family=_bus_family(hw, bus), bus=bus, address=raddress,
+            availability=status.availability.value, reason=status.reason, info=rinfo,
+            link=_link_counters(hw, bus, raddress), doors=hw.doors_read_by(name),
+            not_available=missing))
+    timers = _latency_warning(hw, out, sys_root)
+    buses = []
+    for name, transport in hw.buses.items():
+        row = dict(transport.diagnostics())
+        row.setdefault("family", _bus_family(hw, name))
+        row["addresses_present"] = sorted(set(present[name]))
+        if name in timers:
+            row.setdefault("usb_latency_timer_ms", timers[name])
+        buses.append(row)
     peripherals = _peripheral_reports(hw, out)
     return DevicesReport(buses=buses, boards=reports, findings=out.list(),
-                         peripherals=peripherals)
+                         peripherals=peripherals, readers=readers)
 
 
 # ---------------------------------------------------------------- unlock
@@ -235,6 +421,7 @@ def test_unlock(hw: Hardware, door: int, *, watch_s: float = 3.0, poll_s: float 
     """
     spec = hw.door(door)
     board = hw.boards[spec.board]
+    family = _board_family(hw, spec.board)
     subject = f"door {door}"
     out = _Findings()
     start = clock()
@@ -254,11 +441,17 @@ def test_unlock(hw: Hardware, door: int, *, watch_s: float = 3.0, poll_s: float 
             states = board.states()
             opened = len(states) >= spec.lock and states[spec.lock - 1].open
     except LockJammed:
-        out.add(subject, "lock", "lock jammed")
+        pulsed = True
+        if family == "lendbox":
+            out.add(subject, "lock", "lock jammed")
+        else:  # a polled family only sees that a sprung door stayed shut
+            out.add(subject, "lock", f"lock pulsed but the sprung door stayed shut — lock "
+                    f"jammed or lock {spec.lock} wiring broken ({family} boards cannot tell "
+                    f"which)")
     except DeviceTimeout as exc:
         out.add(subject, "lock", f"unlock not confirmed — {exc}")
     except DriverError as exc:
-        _unreachable(hw, board, exc, out)
+        _unreachable(hw, spec.board, exc, out)
     else:
         if not opened:
             if sensor_broken:
@@ -338,7 +531,7 @@ def inventory_report(hw: Hardware, door: int, *, repeat: int = 1,
     tags than ``expect_count``.
     """
     spec = hw.door(door)
-    reader = hw.readers[spec.board]
+    reader = hw.reader_of(door)
     out = _Findings()
     seen: Counter[bytes] = Counter()
     best: dict[bytes, InventoriedTag] = {}
@@ -348,7 +541,10 @@ def inventory_report(hw: Hardware, door: int, *, repeat: int = 1,
             tags = inventory_door(reader, spec.antenna, hw.tag_cache)
         except DriverError as exc:
             if isinstance(exc, (DeviceTimeout, DeviceUnavailable, FrameError)):
-                _unreachable(hw, hw.boards[spec.board], exc, out)
+                if spec.reader is None:
+                    _unreachable(hw, spec.board, exc, out)
+                else:
+                    _reader_unreachable(hw, spec.reader, exc, out)
             else:
                 out.add(f"door {door}", "inventory", f"inventory failed: {exc}")
             break
@@ -405,6 +601,7 @@ class SelfTestReport:
     links: list[dict[str, object]]
     peripherals: list[PeripheralReport] = field(default_factory=list)
     latency: list[dict[str, object]] = field(default_factory=list)  # per answering board
+    readers: list[dict[str, object]] = field(default_factory=list)  # stand-alone readers
 
     @property
     def passed(self) -> bool:
@@ -417,6 +614,7 @@ class SelfTestReport:
     def as_dict(self) -> dict[str, object]:
         return {"passed": self.passed, "verdict": self.verdict,
                 "findings": [f.as_dict() for f in self.findings], "boards": self.boards,
+                "readers": self.readers,
                 "unlocks": [u.as_dict() for u in self.unlocks], "links": self.links,
                 "latency": self.latency,
                 "peripherals": [p.as_dict() for p in self.peripherals]}
@@ -424,7 +622,9 @@ class SelfTestReport:
 
 def _door_label(hw: Hardware, board: int, *, lock: int | None = None,
                 antenna: int | None = None) -> tuple[str, list[int]]:
-    doors = hw.doors_of(board, lock=lock, antenna=antenna)
+    """Doors of ``board``'s ``lock``, or read by ``board``'s own ``antenna``."""
+    doors = (hw.doors_read_by(board, antenna) if antenna is not None
+             else hw.doors_of(board, lock=lock))
     return ", ".join(f"door {d}" for d in doors), doors
 
 
@@ -453,15 +653,19 @@ def _part_findings(hw: Hardware, address: int, checks: tuple[PartCheck, ...],
     return broken_sensors
 
 
-def _antenna_findings(hw: Hardware, board: LendboxBoard, antennas: list[int],
-                      checks: tuple[PartCheck, ...], out: _Findings) -> list[dict[str, object]]:
+def _antenna_findings(hw: Hardware, address: int, board: ControllerBoard, antennas: list[int],
+                      checks: tuple[PartCheck, ...], out: _Findings,
+                      not_available: list[str]) -> list[dict[str, object]]:
     flagged = {(c.index, c.status) for c in checks if c.part is PartKind.ANTENNA}
     rows: list[dict[str, object]] = []
     for n in antennas:
-        label, _ = _door_label(hw, board.address, antenna=n)
-        subject = f"antenna {n} ({label})" if label else f"antenna {n} of board {board.address}"
+        label, _ = _door_label(hw, address, antenna=n)
+        subject = f"antenna {n} ({label})" if label else f"antenna {n} of board {address}"
         try:
             h = board.antenna_diag(n)
+        except NotSupported:
+            not_available.append("antenna diagnostics")
+            break
         except DriverError as exc:
             out.add(subject, "diag", f"antenna diagnosis failed: {exc}", Severity.WARNING)
             continue
@@ -475,16 +679,17 @@ def _antenna_findings(hw: Hardware, board: LendboxBoard, antennas: list[int],
     return rows
 
 
-def _event_findings(hw: Hardware, board: LendboxBoard, out: _Findings,
+def _event_findings(hw: Hardware, address: int, board: ControllerBoard, out: _Findings,
                     still_open: set[int]) -> list[dict[str, object]]:
     """Findings from the events the board still holds; ``still_open``: locks whose door is
-    open now (a held-open alarm of a door closed since is only a warning)."""
+    open now (a held-open alarm of a door closed since is only a warning). Polled families
+    hold only what this process's polls inferred."""
     batch = board.peek_events()
     power_lost = 0
     held: set[int] = set()  # locks whose door raised the held-open alarm
     for e in batch.events:
-        label = (_door_label(hw, board.address, lock=e.lock)[0] if e.lock
-                 else f"board {board.address}") or f"board {board.address} lock {e.lock}"
+        label = (_door_label(hw, address, lock=e.lock)[0] if e.lock
+                 else f"board {address}") or f"board {address} lock {e.lock}"
         if e.kind is EventType.POWER_LOST:
             power_lost += 1
         elif e.kind is EventType.DOOR_FORCED:
@@ -496,7 +701,7 @@ def _event_findings(hw: Hardware, board: LendboxBoard, out: _Findings,
         elif e.kind is EventType.DOOR_HELD_OPEN:
             held.add(e.lock)
     for lock in sorted(held):
-        label = _door_label(hw, board.address, lock=lock)[0] or f"board {board.address} lock {lock}"
+        label = _door_label(hw, address, lock=lock)[0] or f"board {address} lock {lock}"
         if lock in still_open:
             out.add(label, "open", "left open (held-open alarm)")
         else:
@@ -504,23 +709,26 @@ def _event_findings(hw: Hardware, board: LendboxBoard, out: _Findings,
                     Severity.WARNING)
     if power_lost:
         times = "once" if power_lost == 1 else f"{power_lost} times"
-        out.add(f"board {board.address}", "power", f"power was lost ({times})",
+        out.add(f"board {address}", "power", f"power was lost ({times})",
                 Severity.WARNING)
     return [{"seq": e.seq, "kind": e.kind.name, "lock": e.lock, "uptime_ms": e.uptime_ms}
             for e in batch.events]
 
 
-def _inventory_findings(hw: Hardware, address: int, out: _Findings,
-                        progress: Progress = None) -> list[dict[str, object]]:
-    """Inventory each of the board's doors once (read-only: INVENTORY and READ_BLOCKS) and
-    name tags that answer but whose data cannot be decoded. Tags that do not answer cannot
-    be told from absent books here (``inventory_report(expect=...)`` can); a failing
-    inventory is left to the link and board findings."""
-    reader = hw.readers.get(address)
+def _inventory_findings(hw: Hardware, source: int | str, out: _Findings,
+                        progress: Progress = None, *,
+                        on_failure: Callable[[DriverError], bool] | None = None
+                        ) -> list[dict[str, object]]:
+    """Inventory each door ``source`` (a board address or a stand-alone reader's name)
+    reads, once (read-only: inventory and block reads), and name tags that answer but whose
+    data cannot be decoded. Tags that do not answer cannot be told from absent books here
+    (``inventory_report(expect=...)`` can); a failing inventory is left to the link and
+    board findings, or to ``on_failure`` (returning True stops the remaining doors)."""
+    reader = hw.readers.get(source)
     rows: list[dict[str, object]] = []
     if reader is None:
         return rows
-    for number in hw.doors_of(address):
+    for number in hw.doors_read_by(source):
         spec = hw.door(number)
         if progress is not None:
             progress(f"door {number}: inventory")
@@ -528,6 +736,8 @@ def _inventory_findings(hw: Hardware, address: int, out: _Findings,
             tags = inventory_door(reader, spec.antenna, hw.tag_cache)
         except DriverError as exc:
             rows.append({"door": number, "antenna": spec.antenna, "error": str(exc)})
+            if on_failure is not None and on_failure(exc):
+                break
             continue
         bad = [t for t in tags if t.undecodable]
         rows.append({"door": number, "antenna": spec.antenna, "tags": len(tags),
@@ -538,14 +748,14 @@ def _inventory_findings(hw: Hardware, address: int, out: _Findings,
     return rows
 
 
-def _probe_latency(board: LendboxBoard, probes: int) -> list[float]:
-    """How late ``board``'s replies come (GET_STATES with a long timeout, seconds each).
-    The first probe is not counted: on a line slower than the timeout it waits out the
-    late duplicates of earlier re-sent requests."""
+def _probe_latency(measure: Callable[[], float], probes: int) -> list[float]:
+    """How late a board's replies come (``measure``: its ``measure_latency``, GET_STATES with
+    a long timeout, seconds each). The first probe is not counted: on a line slower than the
+    timeout it waits out the late duplicates of earlier re-sent requests."""
     samples: list[float] = []
     for i in range(probes + 1):
         try:
-            late = board.measure_latency()
+            late = measure()
         except DriverError:
             continue
         if i:
@@ -553,8 +763,8 @@ def _probe_latency(board: LendboxBoard, probes: int) -> list[float]:
     return samples
 
 
-def _latency_row(board: LendboxBoard, samples: list[float]) -> dict[str, object]:
-    return {"board": board.address, "bus": board.transport.name, "probes": len(samples),
+def _latency_row(address: int, bus: str, samples: list[float]) -> dict[str, object]:
+    return {"board": address, "bus": bus, "probes": len(samples),
             "latency_mean_ms": round(sum(samples) / len(samples) * 1000, 1) if samples
             else None,
             "latency_max_ms": round(max(samples) * 1000, 1) if samples else None}
@@ -578,14 +788,17 @@ def _slow_bus(bus: str, samples: list[float], out: _Findings) -> bool:
     return False
 
 
-def _link_findings(hw: Hardware, answering: list[LendboxBoard], out: _Findings,
-                   probes: int, skip: set[str] | frozenset[str] = frozenset()
-                   ) -> list[dict[str, object]]:
-    """Probe each answering board and judge each bus by its failed attempts (buses in
-    ``skip`` are too slow to judge this way: their failures are late replies)."""
-    for board in answering:
-        if board.transport.name in skip:
+def _link_findings(hw: Hardware, answering: list[int], out: _Findings,
+                   probes: int, skip: set[str] | frozenset[str] = frozenset(),
+                   readers: Sequence[tuple[str, int]] = ()) -> list[dict[str, object]]:
+    """Probe each answering board (door-state reads, any family) and judge each bus by the
+    failed attempts in its counters (buses in ``skip`` are too slow to judge this way: their
+    failures are late replies). Stand-alone readers (``(bus, address)`` of those that
+    answered) are judged by the traffic the self-test already sent them, not probed again."""
+    for address in answering:
+        if hw.bus_of(address) in skip:
             continue
+        board = hw.boards[address]
         for _ in range(probes):
             try:
                 board.states()
@@ -595,13 +808,16 @@ def _link_findings(hw: Hardware, answering: list[LendboxBoard], out: _Findings,
     for name, transport in hw.buses.items():
         if name in skip:
             continue
+        addresses = [a for a in answering if hw.bus_of(a) == name]
+        addresses += [a for bus, a in readers if bus == name and a not in addresses]
         sent = unreadable = silent = 0
-        for b in answering:
-            if b.transport is transport:
-                c = transport.device_counters(b.address)
-                sent += c.frames_sent
-                unreadable += c.attempts_unreadable
-                silent += c.attempts_silent
+        if not hasattr(transport, "device_counters"):
+            addresses = []
+        for a in addresses:
+            c = transport.device_counters(a)
+            sent += c.frames_sent
+            unreadable += c.attempts_unreadable
+            silent += c.attempts_silent
         failed = unreadable + silent
         frac = failed / sent if sent else 0.0
         rows.append({"bus": name, "frames_sent": sent, "unreadable": unreadable,
@@ -612,19 +828,69 @@ def _link_findings(hw: Hardware, answering: list[LendboxBoard], out: _Findings,
     return rows
 
 
+def _reader_checks(hw: Hardware, out: _Findings, *, inventory: bool, progress: Progress
+                   ) -> tuple[list[dict[str, object]], list[tuple[str, int]]]:
+    """Each stand-alone reader: does it answer (its identify where the family has one),
+    then a read-only inventory of every door it reads (undecodable tags named). Returns the
+    rows and ``(bus, address)`` of the readers that answered."""
+    rows: list[dict[str, object]] = []
+    answered: list[tuple[str, int]] = []
+    for name, reader in _standalone_readers(hw):
+        bus = _reader_bus(hw, name)
+        address = getattr(reader, "address", None)
+        row: dict[str, object] = {"reader": name, "bus": bus,
+                                  "family": _bus_family(hw, bus), "address": address,
+                                  "doors": hw.doors_read_by(name)}
+        not_available = ["antenna diagnostics"]
+        row["not_available"] = not_available
+        rows.append(row)
+        if progress is not None:
+            progress(f"reader {name} on {bus}: identify, inventory of its doors")
+        try:
+            row["info"] = _reader_identify(reader)
+            row["answering"] = True
+        except NotSupported:
+            not_available.insert(0, "firmware version")
+            if hasattr(reader, "identify"):  # it answered that it does not know the command
+                row["answering"] = True
+        except DriverError as exc:
+            _reader_unreachable(hw, name, exc, out)
+            row["answering"] = False
+            continue
+        dead: list[DriverError] = []
+
+        def failed(exc: DriverError, name: str = name, dead: list[DriverError] = dead) -> bool:
+            if isinstance(exc, (DeviceTimeout, DeviceUnavailable, FrameError)):
+                _reader_unreachable(hw, name, exc, out)
+                dead.append(exc)
+                return True  # the other doors would only fail the same way, slowly
+            return False
+
+        if inventory:
+            row["inventory"] = _inventory_findings(hw, name, out, progress, on_failure=failed)
+        if "answering" not in row:  # no identify command: the inventory told
+            row["answering"] = not dead and (inventory and bool(row["doors"]))
+        if row["answering"] and address is not None:
+            answered.append((bus, address))
+    return rows, answered
+
+
 def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_PROBES,
                  watch_s: float = 3.0, latency_probes: int = LATENCY_PROBES,
                  inventory: bool = True, progress: Progress = None) -> SelfTestReport:
-    """Check every board, antenna and (with ``unlock``) door; name each faulty part.
+    """Check every board, reader, antenna and (with ``unlock``) door; name each faulty part.
 
-    Steps per board: IDENTIFY (answering?), reply latency (GET_STATES with a long timeout: a
-    slow converter or USB latency timer; replies later than SPEC's 50 ms timeout make every
-    request time out, so the bus's boards are not tested further), SELF_TEST (coils,
-    sensors), ANTENNA_DIAG of every antenna, door states (jammed/forced/open/held open),
-    event history (forced doors, doors left open, power loss), one read-only inventory of
-    each door (tags whose data does not decode), then a test-unlock of each door if asked;
-    then link quality per bus. ``progress`` is told each step as it starts (the whole test
-    takes seconds per door on a slow bus, so a technician should see it move).
+    Steps per board, each where its family can do it (else listed as not available): identify
+    (answering?), reply latency (our boards: GET_STATES with a long timeout — a slow
+    converter or USB latency timer; replies later than SPEC's 50 ms timeout make every
+    request time out, so the bus's boards are not tested further), self-test (coils,
+    sensors; polled families: the board answers, inferred jams), antenna diagnosis of every
+    antenna, door states (jammed/forced/open/held open), event history (forced doors, doors
+    left open, power loss), one read-only inventory of each door its own antennas read (tags
+    whose data does not decode), then a test-unlock of each door if asked. Then each
+    stand-alone reader (identify where the protocol has it, one read-only inventory of each
+    door it reads), then link quality per bus. ``progress`` is told each step as it starts
+    (the whole test takes seconds per door on a slow bus, so a technician should see it move).
     """
     def step(what: str) -> None:
         if progress is not None:
@@ -633,47 +899,73 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
     out = _Findings()
     boards: list[dict[str, object]] = []
     unlocks: list[UnlockCheck] = []
-    answering: list[LendboxBoard] = []
+    answering: list[int] = []
     latency: list[dict[str, object]] = []
     bus_samples: dict[str, list[float]] = {}
     too_slow: set[str] = set()
     for address, board in sorted(hw.boards.items()):
-        bus = board.transport.name
-        row: dict[str, object] = {"board": address, "bus": bus}
+        bus = hw.bus_of(address)
+        family = _bus_family(hw, bus)
+        row: dict[str, object] = {"board": address, "bus": bus, "family": family}
+        not_available: list[str] = []
         boards.append(row)
+        measure: Callable[[], float] | None = getattr(board, "measure_latency", None)
         if bus in too_slow:  # normal timeouts would only cascade: is it there at all?
             try:
-                board.measure_latency()
+                if measure is not None:
+                    measure()
+                else:
+                    board.states()
                 row["answering"] = True
             except DriverError as exc:
-                _unreachable(hw, board, exc, out)
+                _unreachable(hw, address, exc, out)
                 row["answering"] = False
             row["skipped"] = "bus replies later than the timeout"
             continue
-        step(f"board {address} on {bus}: identify, latency, self-test, antennas")
+        if family == "lendbox":
+            step(f"board {address} on {bus}: identify, latency, self-test, antennas")
+        else:
+            step(f"board {address} on {bus} ({family}): identify, self-test, door states")
         try:
-            info = board.identify()
+            info: BoardInfo | None = board.identify()
+        except NotSupported:
+            info = None
+            not_available.append("identity")
         except DriverError as exc:
-            _unreachable(hw, board, exc, out)
+            _unreachable(hw, address, exc, out)
             row["answering"] = False
             continue
-        row.update(answering=True, info=info.as_dict())
-        answering.append(board)
-        samples = _probe_latency(board, latency_probes)
-        latency.append(_latency_row(board, samples))
-        bus_samples.setdefault(bus, []).extend(samples)
-        if samples and sum(samples) / len(samples) * 1000 >= Timing.RESPONSE_TIMEOUT_MS:
-            too_slow.add(bus)
-            row["skipped"] = "bus replies later than the timeout"
-            continue
+        row.update(answering=True, info=info.as_dict() if info else None,
+                   not_available=not_available)
+        if info is not None and _unknown(info.firmware):
+            not_available.append("firmware version")
+        answering.append(address)
+        if measure is not None:
+            samples = _probe_latency(measure, latency_probes)
+            latency.append(_latency_row(address, bus, samples))
+            bus_samples.setdefault(bus, []).extend(samples)
+            if samples and sum(samples) / len(samples) * 1000 >= Timing.RESPONSE_TIMEOUT_MS:
+                too_slow.add(bus)
+                row["skipped"] = "bus replies later than the timeout"
+                continue
+        else:
+            not_available.append("reply latency probe")
         try:
-            checks = board.self_test()
+            try:
+                checks: tuple[PartCheck, ...] = board.self_test()
+            except NotSupported:
+                checks = ()
+                not_available.append("self-test")
             broken = _part_findings(hw, address, checks, out)
             row["self_test"] = [{"part": c.part.name, "index": c.index,
                                  "status": c.status.name} for c in checks]
-            antennas = sorted({d.antenna for d in hw.doors.values() if d.board == address}
-                              | set(range(1, info.antennas + 1)))
-            row["antennas"] = _antenna_findings(hw, board, antennas, checks, out)
+            antennas = sorted({hw.door(d).antenna for d in hw.doors_read_by(address)}
+                              | set(range(1, (info.antennas if info else 0) + 1)))
+            if antennas:
+                row["antennas"] = _antenna_findings(hw, address, board, antennas, checks, out,
+                                                    not_available)
+            else:
+                not_available.append("antenna diagnostics")
             still_open: set[int] = set()
             for s in board.states():
                 label, _ = _door_label(hw, address, lock=s.lock)
@@ -687,13 +979,16 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
                     out.add(label, "forced", "forced open")
                 elif s.held_open:
                     out.add(label, "open", "left open (held-open alarm)")
-            row["events"] = _event_findings(hw, board, out, still_open)
+            try:
+                row["events"] = _event_findings(hw, address, board, out, still_open)
+            except NotSupported:
+                not_available.append("event history")
             for lock in sorted(still_open):
                 label, _ = _door_label(hw, address, lock=lock)
                 if label and not out.has(label, "forced"):
                     out.add(label, "open", "open — close it (no held-open alarm yet)",
                             Severity.WARNING)
-            if inventory:  # ~50 ms per tag at 19200 baud (each tag's data read once)
+            if inventory and address in hw.readers:  # ~50 ms per tag at 19200 baud
                 row["inventory"] = _inventory_findings(hw, address, out, progress)
         except DriverError as exc:
             out.add(_board_subject(hw, address), "test", f"self-test interrupted: {exc}")
@@ -708,13 +1003,14 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
                     # One verdict per part: a coil the self-test already named stays named.
                     topic = "sensor" if "sensor wiring" in f.message else "lock"
                     out.add(f.subject, topic, f.message, f.severity)
+    readers, reader_addresses = _reader_checks(hw, out, inventory=inventory, progress=progress)
     for bus, samples in bus_samples.items():
         _slow_bus(bus, samples, out)
     step("link quality")
-    links = _link_findings(hw, answering, out, link_probes, too_slow)
+    links = _link_findings(hw, answering, out, link_probes, too_slow, reader_addresses)
     peripherals = _peripheral_reports(hw, out)
     return SelfTestReport(findings=out.list(), boards=boards, unlocks=unlocks, links=links,
-                          peripherals=peripherals, latency=latency)
+                          peripherals=peripherals, latency=latency, readers=readers)
 
 
 

@@ -163,8 +163,9 @@ class Cn485Board(PolledLockBoard):
             lock: 1-based lock number.
             pulse_ms: None or < 1000: the board's fixed pulse (~300 ms); ≥ 1000: hold the lock
                 open that many seconds (rounded, 1..9) with the timed-open form.
-            op_id: ignored on the wire (the protocol has none); the returned ``op_id`` is a
-                host-side counter. Passing an earlier op_id does **not** make a retry safe.
+            op_id: None for a new pulse. The protocol has none on the wire, so the driver
+                remembers it: the op_id of an earlier call returns that call's result (or
+                raises its DeviceTimeout / LockJammed again) and sends nothing.
 
         Raises:
             DeviceTimeout: no confirmation — the door may have opened; never re-sent.
@@ -173,12 +174,15 @@ class Cn485Board(PolledLockBoard):
             DeviceRejected: no such lock.
         """
         self._check_lock(lock)
+        known = self._known_unlock(lock, op_id)
+        if known is not None:
+            return known
         hold = None
         if pulse_ms is not None and pulse_ms >= 1000:
             hold = max(1, min(cn485.MAX_HOLD_S, round(pulse_ms / 1000)))
         timeout = self.unlock_timeout_s + (hold or 0)
         op, reply = self._send_unlock(cn485.Open(board=self.address, lock=lock, hold_s=hold),
-                                      lock, timeout)
+                                      lock, timeout, op_id)
         return self._confirmed(lock, op, self._is_open(reply.high))
 
     def _read_raw(self) -> tuple[DoorState, ...]:

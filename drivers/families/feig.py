@@ -57,7 +57,13 @@ from ..errors import (
 from ..rfid import TagSeen, merge_pages
 from ..transport import BusTransport, Match, StreamDecoder
 
-__all__ = ["FEIG_WIRE", "FeigReader", "FeigWire", "feig_transport", "status_name"]
+__all__ = ["FEIG_WIRE", "GET_SOFTWARE_VERSION", "FeigReader", "FeigWire", "ReaderCommand",
+           "feig_transport", "parse_software_version", "status_name"]
+
+#: [0x65] Get Software Version: ``05 COM-ADR 65 CRC16`` → STATUS, SW-REV(2), D-REV, HW-TYPE,
+#: SW-TYPE, TR-TYPE(2) (ID ISC.MR/PR/PRH101 system manual §5.4 p.50; ID ISC.M02.M8-B p.23).
+#: Read-only; used by diagnostics and ``lendbox diag detect``.
+GET_SOFTWARE_VERSION = 0x65
 
 
 def status_name(status: int) -> str:
@@ -65,6 +71,26 @@ def status_name(status: int) -> str:
         return feig.Status(status).name
     except ValueError:
         return "UNKNOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderCommand:
+    """A reader command outside the codec's ISO host commands, e.g. [0x65] Get Software
+    Version: sent as ``LENGTH COM-ADR CONTROL DATA CRC16``; its response comes back as an
+    undecoded ``feig.Response``."""
+
+    address: int
+    control: int
+    data: bytes = b""
+
+
+def parse_software_version(data: bytes) -> dict[str, object]:
+    """The DATA of a [0x65] response with STATUS 0x00 → its fields (``firmware`` "MM.mm.dd":
+    SW-REV high byte, low byte, D-REV). Raises ValueError when it is too short."""
+    if len(data) < 7:
+        raise ValueError(f"[0x65] response data has {len(data)} bytes, 7 expected")
+    return {"firmware": f"{data[0]:02X}.{data[1]:02X}.{data[2]:02X}", "hw_type": data[3],
+            "sw_type": data[4], "tr_type": int.from_bytes(data[5:7], "big")}
 
 
 class FeigWire:
@@ -76,6 +102,8 @@ class FeigWire:
     def encode(self, address: int, seq: int, message: object) -> bytes:
         if getattr(message, "address", None) != address:
             raise proto_errors.LocalProtocolError("message address differs from the bus address")
+        if isinstance(message, ReaderCommand):
+            return feig.encode_frame(address, message.control, message.data)
         return feig.encode_request(message)
 
     def new_decoder(self) -> StreamDecoder:
@@ -86,7 +114,9 @@ class FeigWire:
             return "foreign"
         if address != feig.ANY_ADDRESS and event.address != address:
             return "foreign"
-        return "reply" if event.control == feig.request_control(request) else "foreign"
+        control = (request.control if isinstance(request, ReaderCommand)
+                   else feig.request_control(request))
+        return "reply" if event.control == control else "foreign"
 
     def reply_of(self, event: object) -> object:
         return event
@@ -346,6 +376,35 @@ class FeigReader:
         if status == feig.Status.WRONG_TRANSPONDER_TYPE:
             return NotSupported(text)
         return DeviceRejected(text, code=status)
+
+    def identify(self) -> dict[str, object]:
+        """[0x65] Get Software Version (read-only): firmware "SW-REV.D-REV", HW-TYPE,
+        SW-TYPE (the reader model), TR-TYPE (transponders supported).
+
+        Raises:
+            NotSupported: the reader answered but does not know [0x65] (STATUS 0x80).
+            DeviceTimeout, FrameError, DeviceUnavailable: as every request.
+        """
+        msg = ReaderCommand(address=self.address, control=GET_SOFTWARE_VERSION)
+        for attempt in range(self.patience):
+            try:
+                response = self.transport.request(self.address, msg,
+                                                  timeout_s=self.quick_timeout_s)
+                break
+            except (FrameError, DeviceTimeout):
+                if attempt == self.patience - 1:
+                    raise
+        assert isinstance(response, feig.Response)
+        if response.status == feig.Status.OK:
+            try:
+                return parse_software_version(response.data)
+            except ValueError as exc:
+                raise FrameError(f"{self.name}: {exc}") from exc
+        text = (f"{self.name}: [0x65] Get Software Version: STATUS 0x{response.status:02X} "
+                f"{status_name(response.status)}")
+        if response.status == feig.Status.UNKNOWN_COMMAND:
+            raise NotSupported(text)
+        raise DeviceRejected(text, code=response.status)
 
     def status(self) -> DeviceStatus:
         return self.transport.status()

@@ -127,8 +127,9 @@ class KerongBoard(PolledLockBoard):
             lock: 1-based lock number.
             pulse_ms: when given and different from the unit's unlock time, it is set first
                 with 0x37 (a unit-wide setting).
-            op_id: ignored on the wire (the protocol has none); the returned op_id is a
-                host-side counter, and passing an earlier one does not make a retry safe.
+            op_id: None for a new pulse. The protocol has none on the wire, so the driver
+                remembers it: the op_id of an earlier call returns that call's result (or
+                raises its DeviceTimeout / LockJammed again) and sends nothing.
 
         Raises:
             DeviceTimeout: no confirmation — the door may have opened; never re-sent.
@@ -136,11 +137,14 @@ class KerongBoard(PolledLockBoard):
             DeviceUnavailable, DeviceRejected: as for every board.
         """
         self._check_lock(lock)
+        known = self._known_unlock(lock, op_id)
+        if known is not None:
+            return known
         if pulse_ms is not None and round(pulse_ms / 10) * 10 != self.pulse_ms:
             self.set_pulse(pulse_ms)
         timeout = self.pulse_ms / 1000 + UNLOCK_MARGIN_S
         op, reply = self._send_unlock(kerong.Unlock(unit=self.address, lock=lock), lock,
-                                      timeout)
+                                      timeout, op_id)
         self._items = reply.infrared[: self.locks]
         return self._confirmed(lock, op, not reply.hooks[lock - 1])
 

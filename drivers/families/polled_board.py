@@ -12,6 +12,10 @@ and must not drift apart between families:
   second time. An unconfirmed unlock raises ``DeviceTimeout`` saying the door may have opened;
   the kiosk re-inventories that door. (hardware-limits.md §3.3, reference README "design
   consequences", Open-Locker: "An unlock is never sent twice on its own".)
+* the op_id of an unlock is remembered by the driver (the wire has none), so family-neutral
+  code may retry exactly as with our boards — ``unlock(lock, op_id=<the same>)`` — and never
+  pulses twice: a confirmed op_id returns its result again, an unconfirmed one raises
+  ``DeviceTimeout`` again without sending anything (as the Modbus driver does);
 * every state snapshot, whoever asked for it, feeds one ``PolledEvents`` so the kiosk gets the
   event stream of our own boards (with ``inferred`` events where the polls cannot know);
 * counters are kept by the driver (the boards keep none): unlocks per lock, BCC/CRC errors and
@@ -93,6 +97,7 @@ class PolledLockBoard:
         self._clock = clock
         self._started = clock()
         self._ops = itertools.count(1)
+        self._op_results: dict[int, UnlockResult | DriverError] = {}  # op_id → what happened
         self._lock = threading.Lock()
         self._unlocks = [0] * locks  # confirmed pulses per lock (host-side)
         self.unconfirmed_unlocks = 0  # unlocks sent whose reply never came
@@ -142,15 +147,43 @@ class PolledLockBoard:
                                  f"{type(reply).__name__}")
             return reply
 
-    def _send_unlock(self, message: object, lock: int, timeout_s: float) -> Any:
-        """Send an unlock once and return the board's reply.
+    def _known_unlock(self, lock: int, op_id: int | None) -> UnlockResult | None:
+        """The outcome of an earlier unlock with this ``op_id`` (None: a new operation).
+
+        Raises:
+            DeviceTimeout: that unlock was never confirmed (it is not sent again).
+            LockJammed: that unlock pulsed a sprung door that stayed shut.
+        """
+        if op_id is None or op_id not in self._op_results:
+            return None
+        known = self._op_results[op_id]
+        if isinstance(known, UnlockResult):
+            return known
+        if isinstance(known, LockJammed):
+            raise LockJammed(str(known), lock=lock)
+        raise DeviceTimeout(
+            f"{self.name}: unlock op_id {op_id} of lock {lock} was never confirmed; this "
+            f"protocol has no unlock identity, so it is not sent again: the door may have "
+            f"opened — check the door state")
+
+    def _remember(self, op: int, outcome: UnlockResult | DriverError) -> None:
+        self._op_results[op] = outcome
+        while len(self._op_results) > 256:
+            self._op_results.pop(next(iter(self._op_results)))
+
+    def _send_unlock(self, message: object, lock: int, timeout_s: float,
+                     op_id: int | None = None) -> Any:
+        """Send an unlock once and return ``(op_id, the board's reply)``; ``op_id`` None
+        numbers a new operation (call ``_known_unlock`` first for a given one).
 
         Raises:
             DeviceUnavailable: the bus is down and nothing was sent (the door did not open).
             DeviceTimeout: the frame was sent but no readable reply came: the door may have
-                opened. Never retried here.
+                opened. Never retried here; a later unlock with this op_id is not sent.
         """
-        op = next(self._ops)
+        op = op_id if op_id is not None else next(self._ops)
+        while op_id is None and op in self._op_results:  # a caller chose this number
+            op = next(self._ops)
         try:
             reply = self.transport.request(self.address, message, timeout_s=timeout_s,
                                            retries=0, measure_latency=False)
@@ -159,16 +192,20 @@ class PolledLockBoard:
             if not self.transport.request_was_sent:
                 raise
             self.unconfirmed_unlocks += 1
-            raise DeviceTimeout(
-                f"{self.name}: unlock of lock {lock} was not confirmed (host op {op}, port lost "
+            error = DeviceTimeout(
+                f"{self.name}: unlock of lock {lock} was not confirmed (op_id {op}, port lost "
                 f"after sending): the door may have opened; this protocol has no unlock "
-                f"identity, so it is never re-sent — check the door state") from exc
+                f"identity, so it is never re-sent — check the door state")
+            self._remember(op, error)
+            raise error from exc
         except (DeviceTimeout, FrameError) as exc:
             self.unconfirmed_unlocks += 1
-            raise DeviceTimeout(
-                f"{self.name}: unlock of lock {lock} was not confirmed (host op {op}): the door "
+            error = DeviceTimeout(
+                f"{self.name}: unlock of lock {lock} was not confirmed (op_id {op}): the door "
                 f"may have opened; this protocol has no unlock identity, so it is never "
-                f"re-sent — check the door state") from exc
+                f"re-sent — check the door state")
+            self._remember(op, error)
+            raise error from exc
         self._failure = ""
         return op, reply
 
@@ -179,11 +216,15 @@ class PolledLockBoard:
             self._unlocks[lock - 1] += 1
         if not door_open and self.sprung_doors:
             self._jammed.add(lock)
-            raise LockJammed(f"{self.name}: lock {lock} pulsed but its sprung door stayed "
+            jam = LockJammed(f"{self.name}: lock {lock} pulsed but its sprung door stayed "
                              f"closed (inferred jam: stuck bolt or broken coil wiring)", lock=lock)
+            self._remember(op, jam)
+            raise jam
         self._jammed.discard(lock)
         self._events.note_unlock(lock)
-        return UnlockResult(lock=lock, op_id=op, door_open=door_open)
+        result = UnlockResult(lock=lock, op_id=op, door_open=door_open)
+        self._remember(op, result)
+        return result
 
     def _check_lock(self, lock: int) -> None:
         if not isinstance(lock, int) or not 1 <= lock <= self.locks:

@@ -218,11 +218,13 @@ class RR3036Reader:
                 raise self._error(reply, f"read of tag {uid.hex().upper()} block {block}")
             memory += reply.block
             try:
-                return decode_tag(memory, dsfid)
+                data = decode_tag(memory, dsfid)
             except TruncatedTagData:
                 continue
             except TagDataError as exc:
                 raise TagDataUnreadable(f"tag {uid.hex().upper()}: {exc}") from exc
+            if _data_ended(memory, dsfid):
+                return data
         try:
             return decode_tag(memory, dsfid)
         except TagDataError as exc:
@@ -253,3 +255,17 @@ class RR3036Reader:
                 "antenna": self.antenna, "inventory_passes": self.passes,
                 **self.status().as_dict(),
                 "counters": self.transport.device_counters(self.address).as_dict()}
+
+
+def _data_ended(memory: bytes, dsfid: int | None) -> bool:
+    """Whether the tag's data sets end inside ``memory`` (their terminator was read).
+
+    ISO 28560-2 data also ends at the end of memory, so memory read up to a block boundary
+    that falls between two data sets decodes — without the data sets after the boundary (the
+    owner library after the item id). With one 0xFF byte more, such a cut reads as a truncated
+    data set, while a terminator already read stops the decoder before it."""
+    try:
+        decode_tag(memory + b"\xff", dsfid)
+    except TagDataError:
+        return False
+    return True
