@@ -39,7 +39,7 @@ def _measure(
         name: defaultdict(list) for name in readers
     }
     samples = list(samples)
-    for name, read in readers.items():  # warm-up: first calls allocate and load tables
+    for read in readers.values():  # warm-up: first calls allocate and load tables
         for sample in samples[:2]:
             read(to_gray(sample.frame))
     for sample in samples:

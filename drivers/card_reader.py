@@ -108,7 +108,9 @@ class _Pcsc:
 
     def __init__(self, scard: ModuleType) -> None:
         self.s = scard
-        code = lambda name: getattr(scard, name) & 0xFFFFFFFF
+        def code(name: str) -> int:
+            return int(getattr(scard, name)) & 0xFFFFFFFF
+
         self._service = {
             code(n)
             for n in (

@@ -280,7 +280,8 @@ def parse_spec(raw: Mapping[str, Any]) -> HardwareSpec:
     return HardwareSpec(cabinet_id=cabinet_id, buses=tuple(buses.values()),
                         boards=tuple(boards.values()),
                         doors=tuple(sorted(doors.values(), key=lambda d: d.number)),
-                        readers=tuple(readers.values()), card_reader=_parse_card_reader(raw), camera=_parse_camera(raw))
+                        readers=tuple(readers.values()), card_reader=_parse_card_reader(raw),
+                        camera=_parse_camera(raw))
 
 
 def _options(entry: Mapping[str, Any], where: str) -> Mapping[str, Any]:

@@ -358,7 +358,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Cabine
 
     return CabinetConfig(
         id=cabinet_id, seed=seed, buses=tuple(buses), boards=tuple(boards), doors=tuple(doors),
-        items=items, readers=tuple(readers), card_reader=_flag("card_reader"), camera=_flag("camera"), source=source,
+        items=items, readers=tuple(readers), card_reader=_flag("card_reader"),
+        camera=_flag("camera"), source=source,
     )
 
 

@@ -85,7 +85,7 @@ def pair_config(lock_family: str, reader_family: str) -> dict[str, Any]:
         buses.append({"name": "rr3036-1", "family": "rr3036", "baudrate": BAUD})
         readers += [{"name": f"rr-{n}", "bus": "rr3036-1", "address": n} for n in (1, 2, 3)]
     doors = []
-    for n, items in zip((1, 2, 3), (5, 3, 2)):
+    for n, items in zip((1, 2, 3), (5, 3, 2), strict=True):
         reader = antenna = None
         if reader_family == "feig":
             reader, antenna = "feig", n

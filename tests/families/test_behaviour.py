@@ -17,7 +17,6 @@ door), and that kind is not compared.
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from drivers.board import ControllerBoard, DoorEvent
 from drivers.errors import DeviceTimeout, DriverError
 from drivers.rfid import RfidReader, inventory_door
 from firmware_protocol.const import EventType
-from tests.families.conftest import CABINETS, POLLED, UNLOCK_TIMEOUT_S, Cabinet, until
+from tests.families.conftest import CABINETS, UNLOCK_TIMEOUT_S, Cabinet, until
 
 ROOT = Path(__file__).resolve().parents[2]
 LENDBOX = ROOT / ".venv" / "bin" / "lendbox"
