@@ -34,7 +34,7 @@ from firmware_protocol.const import (
     UnlockOutcome,
 )
 
-from .base import Availability, DeviceStatus
+from .base import DeviceStatus
 from .cursor import CursorStore, MemoryCursorStore
 from .errors import (
     DeviceRejected,
@@ -46,7 +46,7 @@ from .errors import (
     TagNotFound,
     TagWriteFailed,
 )
-from .transport import BusTransport, quality_status
+from .transport import BusTransport, device_status
 
 __all__ = [
     "AntennaHealth",
@@ -501,13 +501,7 @@ class LendboxBoard:
     def status(self) -> DeviceStatus:
         """Unavailable if the bus is down or the board stopped answering; degraded if many
         recent requests needed a retry; ok otherwise."""
-        bus = self.transport.status()
-        if bus.availability is Availability.UNAVAILABLE:
-            return bus
-        if self._failure:
-            return DeviceStatus(availability=Availability.UNAVAILABLE,
-                                reason=f"not answering: {self._failure}")
-        return quality_status(self.transport.device_counters(self.address))
+        return device_status(self.transport, self.address, self._failure)
 
     def diagnostics(self) -> dict[str, object]:
         """Everything a technician needs about this board, JSON-ready (no I/O)."""

@@ -52,7 +52,7 @@ from .base import Availability, DeviceStatus
 from .errors import DeviceTimeout, DeviceUnavailable, DriverError, FrameError
 
 __all__ = [
-    "BusTransport", "LENDBOX_WIRE", "LendboxWire", "LinkCounters", "Match", "PortFactory",
+    "BusTransport", "LENDBOX_WIRE", "device_status", "LendboxWire", "LinkCounters", "Match", "PortFactory",
     "StreamDecoder", "Wire", "quality_status", "usb_latency_timer_ms",
 ]
 
@@ -625,6 +625,19 @@ class BusTransport:
             c.truncated += 1
         else:
             c.bad_frames += 1
+
+
+def device_status(transport: BusTransport, address: int, failure: str) -> DeviceStatus:
+    """One device on a bus: unavailable while the bus is down or the device stopped answering
+    (``failure``, its last error; "" when it answers), degraded when many of its recent
+    requests needed a retry, ok otherwise."""
+    bus = transport.status()
+    if bus.availability is Availability.UNAVAILABLE:
+        return bus
+    if failure:
+        return DeviceStatus(availability=Availability.UNAVAILABLE,
+                            reason=f"not answering: {failure}")
+    return quality_status(transport.device_counters(address))
 
 
 def quality_status(c: LinkCounters) -> DeviceStatus:

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from firmware_protocol.const import MAX_EVENTS_PER_REPLY, PartKind, PartStatus
 
-from ..base import Availability, DeviceStatus
+from ..base import DeviceStatus
 from ..board import (
     AntennaHealth,
     BoardCounters,
@@ -54,7 +54,7 @@ from ..errors import (
     NotSupported,
 )
 from ..polling import PolledEvents
-from ..transport import BusTransport, quality_status
+from ..transport import BusTransport, device_status
 
 __all__ = ["PolledLockBoard"]
 
@@ -302,13 +302,7 @@ class PolledLockBoard:
     def status(self) -> DeviceStatus:
         """Unavailable if the bus is down or the board stopped answering; degraded if many
         recent requests needed a retry; ok otherwise."""
-        bus = self.transport.status()
-        if bus.availability is Availability.UNAVAILABLE:
-            return bus
-        if self._failure:
-            return DeviceStatus(availability=Availability.UNAVAILABLE,
-                                reason=f"not answering: {self._failure}")
-        return quality_status(self.transport.device_counters(self.address))
+        return device_status(self.transport, self.address, self._failure)
 
     def diagnostics(self) -> dict[str, object]:
         """Everything a technician needs about this board, JSON-ready (no I/O)."""
