@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -86,6 +86,51 @@ class RfidReader(Protocol):
     def status(self) -> DeviceStatus: ...
 
     def diagnostics(self) -> dict[str, object]: ...
+
+
+def data_ended(memory: bytes, dsfid: int | None = None) -> bool:
+    """Whether the tag's data sets end inside ``memory`` (their terminator was read).
+
+    ISO 28560-2 data also ends at the end of memory, so memory read up to a block boundary
+    that falls between two data sets decodes — without the data sets after the boundary (the
+    owner library after the item id). With one 0xFF byte more, such a cut reads as a truncated
+    data set, while a terminator already read stops the decoder before it.
+    """
+    try:
+        decode_tag(memory + b"\xff", dsfid)
+    except TagDataError:
+        return False
+    return True
+
+
+def read_tag_data(read: Callable[[int, int], bytes], uid: bytes, dsfid: int | None, *,
+                  first_blocks: int, max_blocks: int, block_size: int = 4) -> TagData:
+    """Decode a tag's ISO 28560 data reading as few blocks as it needs.
+
+    ``read(first_block, count)`` returns that many blocks' bytes (fewer at the end of the
+    memory). The first ``first_blocks`` hold a typical item id and ISIL; the rest of the
+    memory is read only when the data run past them (truncated, or no terminator yet).
+
+    Raises:
+        TagDataUnreadable: the memory does not decode.
+        DriverError: from ``read``.
+    """
+    memory = read(0, first_blocks)
+    try:
+        data = decode_tag(memory, dsfid)
+        if data_ended(memory, dsfid):
+            return data
+    except TruncatedTagData:
+        pass
+    except TagDataError as exc:
+        raise TagDataUnreadable(f"tag {uid.hex().upper()}: {exc}") from exc
+    have = len(memory) // block_size
+    if max_blocks > have:
+        memory += read(have, max_blocks - have)
+    try:
+        return decode_tag(memory, dsfid)
+    except TagDataError as exc:
+        raise TagDataUnreadable(f"tag {uid.hex().upper()}: {exc}") from exc
 
 
 class TagCache:
@@ -221,24 +266,10 @@ class LendboxRfidReader:
 
     def read_tag(self, antenna: int, uid: bytes, dsfid: int | None = None) -> TagData:
         """Read and decode the tag's ISO 28560 data, reading further blocks only when the
-        data set runs past the first ones."""
-        reply = self.board.read_blocks(antenna, uid, 0, self.first_read_blocks)
-        memory = reply.data
-        try:
-            return decode_tag(memory, dsfid)
-        except TruncatedTagData:
-            pass
-        except TagDataError as exc:
-            raise TagDataUnreadable(f"tag {uid.hex().upper()}: {exc}") from exc
-        have = len(memory) // reply.block_size
-        rest = self.max_blocks - have
-        if rest > 0:
-            more = self.board.read_blocks(antenna, uid, have, rest)
-            memory += more.data
-        try:
-            return decode_tag(memory, dsfid)
-        except TagDataError as exc:
-            raise TagDataUnreadable(f"tag {uid.hex().upper()}: {exc}") from exc
+        data set runs past the first ones (``read_tag_data``)."""
+        return read_tag_data(
+            lambda first, count: self.board.read_blocks(antenna, uid, first, count).data,
+            uid, dsfid, first_blocks=self.first_read_blocks, max_blocks=self.max_blocks)
 
     def write_afi(self, antenna: int, uid: bytes, afi: int) -> None:
         """Set the tag's AFI (0x07 on shelf, 0xC2 checked out, per ISO 28560)."""

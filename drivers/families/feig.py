@@ -39,9 +39,7 @@ from typing import Any
 
 from firmware_protocol import errors as proto_errors
 from firmware_protocol import feig
-from firmware_protocol.errors import TagDataError
-from firmware_protocol.iso28560 import TagData, decode_tag
-from firmware_protocol.iso28560.errors import TruncatedTagData
+from firmware_protocol.iso28560 import TagData
 
 from ..base import DeviceStatus
 from ..errors import (
@@ -54,7 +52,7 @@ from ..errors import (
     TagNotFound,
     TagWriteFailed,
 )
-from ..rfid import TagSeen, merge_pages
+from ..rfid import TagSeen, merge_pages, read_tag_data
 from ..transport import BusTransport, Match, StreamDecoder
 
 __all__ = ["FEIG_WIRE", "GET_SOFTWARE_VERSION", "FeigReader", "FeigWire", "ReaderCommand",
@@ -320,20 +318,8 @@ class FeigReader:
         rest of the memory only if the data set runs past them."""
         self._ant_sel(antenna)
         self._select(antenna)
-        memory = self._read(uid, 0, self.first_read_blocks)
-        try:
-            return decode_tag(memory, dsfid)
-        except TruncatedTagData:
-            pass
-        except TagDataError as exc:
-            raise TagDataUnreadable(f"tag {uid.hex().upper()}: {exc}") from exc
-        rest = self.max_blocks - self.first_read_blocks
-        if rest > 0:
-            memory += self._read(uid, self.first_read_blocks, rest)
-        try:
-            return decode_tag(memory, dsfid)
-        except TagDataError as exc:
-            raise TagDataUnreadable(f"tag {uid.hex().upper()}: {exc}") from exc
+        return read_tag_data(lambda first, count: self._read(uid, first, count), uid, dsfid,
+                             first_blocks=self.first_read_blocks, max_blocks=self.max_blocks)
 
     def _read(self, uid: bytes, first: int, count: int) -> bytes:
         reply = self._patient(feig.ReadMultipleBlocks(address=self.address, uid=uid,

@@ -52,7 +52,7 @@ from ..errors import (
     TagNotFound,
     TagWriteFailed,
 )
-from ..rfid import TagSeen
+from ..rfid import TagSeen, data_ended
 from ..transport import BusTransport, Match, StreamDecoder
 
 __all__ = ["RR3036_WIRE", "RR3036Reader", "RR3036Wire", "rr3036_transport"]
@@ -223,7 +223,7 @@ class RR3036Reader:
                 continue
             except TagDataError as exc:
                 raise TagDataUnreadable(f"tag {uid.hex().upper()}: {exc}") from exc
-            if _data_ended(memory, dsfid):
+            if data_ended(memory, dsfid):
                 return data
         try:
             return decode_tag(memory, dsfid)
@@ -257,15 +257,3 @@ class RR3036Reader:
                 "counters": self.transport.device_counters(self.address).as_dict()}
 
 
-def _data_ended(memory: bytes, dsfid: int | None) -> bool:
-    """Whether the tag's data sets end inside ``memory`` (their terminator was read).
-
-    ISO 28560-2 data also ends at the end of memory, so memory read up to a block boundary
-    that falls between two data sets decodes — without the data sets after the boundary (the
-    owner library after the item id). With one 0xFF byte more, such a cut reads as a truncated
-    data set, while a terminator already read stops the decoder before it."""
-    try:
-        decode_tag(memory + b"\xff", dsfid)
-    except TagDataError:
-        return False
-    return True

@@ -111,3 +111,26 @@ def test_tag_cache_is_bounded_lru(keys: list[bytes], size: int) -> None:
     assert len(cache) <= size
     recent = list(dict.fromkeys(reversed(keys)))[:size]
     assert all(k in cache for k in recent)
+
+
+def test_data_past_the_first_blocks_is_read_to_its_terminator() -> None:
+    """An item id filling the first blocks exactly would decode on its own; the reader must
+    still read on until the data's terminator, or the owner library behind it is lost."""
+    from drivers.rfid import read_tag_data
+    from firmware_protocol.iso28560 import TagData, encode_tag
+
+    data = TagData(primary_item_id="3901000084585", owner_library="CN-440300",
+                   other={"shelf_location": "I247.5/123"})
+    dsfid, memory = encode_tag(data, memory_size=112)
+    reads: list[tuple[int, int]] = []
+
+    def read(first: int, count: int) -> bytes:
+        reads.append((first, count))
+        return memory[first * 4:(first + count) * 4]
+
+    for first_blocks in range(1, 12):
+        reads.clear()
+        got = read_tag_data(read, b"\xe0" * 8, dsfid, first_blocks=first_blocks, max_blocks=28)
+        assert got.primary_item_id == data.primary_item_id
+        assert got.owner_library == "CN-440300" and got.other["shelf_location"] == "I247.5/123"
+        assert len(reads) <= 2
