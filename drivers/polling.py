@@ -24,6 +24,7 @@ the queue lives in RAM, so a restarted host starts from a fresh baseline.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -34,7 +35,9 @@ from firmware_protocol.const import EventType
 from .board import DoorEvent, DoorState, EventBatch
 from .errors import DriverError
 
-__all__ = ["PolledEvents"]
+__all__ = ["PolledEvents", "PolledEventsMixin"]
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE = 1024
 
@@ -193,3 +196,31 @@ class PolledEvents:
                 self.ack_events(batch.next_cursor)
             if not batch.more:
                 stop.wait(poll_interval_s)
+
+
+class PolledEventsMixin:
+    """The event half of ``ControllerBoard`` for a polled board driver: it delegates to
+    ``self._events`` (a :class:`PolledEvents`) and logs poll failures under ``self.name``."""
+
+    _events: PolledEvents
+    name: str
+
+    def read_events(self, max_events: int = 24) -> EventBatch:
+        """Poll the board and return unacknowledged events."""
+        return self._events.read_events(max_events)
+
+    def ack_events(self, cursor: int) -> None:
+        self._events.ack_events(cursor)
+
+    def poll_events(self) -> EventBatch:
+        return self._events.poll_events()
+
+    def peek_events(self) -> EventBatch:
+        return self._events.peek_events()
+
+    def events(self, *, poll_interval_s: float = 0.2,
+               stop: threading.Event | None = None) -> Iterator[DoorEvent]:
+        def log(exc: DriverError) -> None:
+            _log.warning("%s: event poll failed: %s", self.name, exc)
+
+        return self._events.events(poll_interval_s=poll_interval_s, stop=stop, on_error=log)

@@ -61,7 +61,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,16 +76,14 @@ from pymodbus.pdu.bit_message import (
     WriteSingleCoilResponse,
 )
 
-from firmware_protocol.const import MAX_EVENTS_PER_REPLY, PartKind, PartStatus
+from firmware_protocol.const import PartKind, PartStatus
 
 from ..base import Availability, DeviceStatus
 from ..board import (
     AntennaHealth,
     BoardCounters,
     BoardInfo,
-    DoorEvent,
     DoorState,
-    EventBatch,
     PartCheck,
     UnlockResult,
 )
@@ -99,7 +97,7 @@ from ..errors import (
     LockJammed,
     NotSupported,
 )
-from ..polling import PolledEvents
+from ..polling import PolledEvents, PolledEventsMixin
 from ..transport import LinkCounters, quality_status
 
 __all__ = ["DEFAULT_BAUDRATE", "DEFAULT_TIMEOUT_S", "ModbusIoBoard", "ModbusIoMap", "ModbusLink"]
@@ -426,7 +424,7 @@ class ModbusLink:
 # ---------------------------------------------------------------- the board
 
 
-class ModbusIoBoard:
+class ModbusIoBoard(PolledEventsMixin):
     """A Modbus digital I/O module used as a lock board (``drivers.board.ControllerBoard``).
 
     Args:
@@ -695,26 +693,6 @@ class ModbusIoBoard:
         if self.map.item_inputs_start is None:
             raise NotSupported(f"{self.name}: no item_inputs_start in the register map")
         return tuple(self._read_bits(2, self.map.item_inputs_start, self.locks))
-
-    def read_events(self, max_events: int = MAX_EVENTS_PER_REPLY) -> EventBatch:
-        """Poll the module and return unacknowledged events (``PolledEvents``)."""
-        return self._events.read_events(max_events)
-
-    def ack_events(self, cursor: int) -> None:
-        self._events.ack_events(cursor)
-
-    def poll_events(self) -> EventBatch:
-        return self._events.poll_events()
-
-    def peek_events(self) -> EventBatch:
-        return self._events.peek_events()
-
-    def events(self, *, poll_interval_s: float = 0.2,
-               stop: threading.Event | None = None) -> Iterator[DoorEvent]:
-        def log(exc: DriverError) -> None:
-            _log.warning("%s: event poll failed: %s", self.name, exc)
-
-        return self._events.events(poll_interval_s=poll_interval_s, stop=stop, on_error=log)
 
     @property
     def polls(self) -> int:

@@ -28,19 +28,17 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from firmware_protocol.const import MAX_EVENTS_PER_REPLY, PartKind, PartStatus
+from firmware_protocol.const import PartKind, PartStatus
 
 from ..base import DeviceStatus
 from ..board import (
     AntennaHealth,
     BoardCounters,
     BoardInfo,
-    DoorEvent,
     DoorState,
-    EventBatch,
     PartCheck,
     UnlockResult,
 )
@@ -53,7 +51,7 @@ from ..errors import (
     LockJammed,
     NotSupported,
 )
-from ..polling import PolledEvents
+from ..polling import PolledEvents, PolledEventsMixin
 from ..transport import BusTransport, device_status
 
 __all__ = ["PolledLockBoard"]
@@ -62,7 +60,7 @@ _log = logging.getLogger(__name__)
 _R = TypeVar("_R")
 
 
-class PolledLockBoard:
+class PolledLockBoard(PolledEventsMixin):
     """Base of a lock board that is polled for door states (see the module docstring).
 
     Args:
@@ -247,26 +245,6 @@ class PolledLockBoard:
         snapshot = self._read_states()
         self._events.observe(snapshot)
         return snapshot
-
-    def read_events(self, max_events: int = MAX_EVENTS_PER_REPLY) -> EventBatch:
-        """Poll the board and return unacknowledged events (``PolledEvents``)."""
-        return self._events.read_events(max_events)
-
-    def ack_events(self, cursor: int) -> None:
-        self._events.ack_events(cursor)
-
-    def poll_events(self) -> EventBatch:
-        return self._events.poll_events()
-
-    def peek_events(self) -> EventBatch:
-        return self._events.peek_events()
-
-    def events(self, *, poll_interval_s: float = 0.2,
-               stop: threading.Event | None = None) -> Iterator[DoorEvent]:
-        def log(exc: DriverError) -> None:
-            _log.warning("%s: event poll failed: %s", self.name, exc)
-
-        return self._events.events(poll_interval_s=poll_interval_s, stop=stop, on_error=log)
 
     def counters(self) -> BoardCounters:
         """Counters kept by the driver: the boards keep none. ``crc_errors`` are the bus's
