@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .codec import NEED_DATA, NeedData
+from .stream import ByteStream
 from .errors import BadCrc, FrameError, Garbage, LocalProtocolError, TruncatedFrame
 
 __all__ = [
@@ -259,43 +260,9 @@ def _signals(status: bytes) -> tuple[bool, ...]:
 Expect = Literal["lock", "board"]
 
 
-class _Decoder:
-    """Buffer handling shared by both directions (see the module docstring)."""
-
-    def __init__(self, *, max_buffer: int = 4096) -> None:
-        self.max_buffer = max_buffer
-        self._buf = bytearray()
-        self.frames = 0
-        self.errors = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held and not yet decided."""
-        return len(self._buf)
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received bytes (never raises on content). Beyond ``max_buffer`` the oldest
-        bytes are dropped; the next ``next_event`` decides what remains."""
-        self._buf += data
-        if len(self._buf) > self.max_buffer:
-            del self._buf[: len(self._buf) - self.max_buffer]
-
-    def expire(self) -> None:
-        """The inter-byte gap passed (Open-Locker: 25 ms of line quiet ends a frame).
-
-        Raises:
-            TruncatedFrame: bytes of an unfinished frame were buffered; they are dropped.
-        """
-        if not self._buf:
-            return
-        raw = bytes(self._buf)
-        self._buf.clear()
-        self.errors += 1
-        raise TruncatedFrame(f"frame stopped after {len(raw)} bytes", raw)
-
-    def feed_eof(self) -> None:
-        """The stream ended: same as the gap passing."""
-        self.expire()
+class _Decoder(ByteStream):
+    """Buffer handling shared by both directions (see the module docstring); a silence of
+    the inter-byte gap ends a frame (Open-Locker: 25 ms of line quiet)."""
 
     def _garbage(self) -> Garbage:
         buf = self._buf

@@ -56,13 +56,13 @@ from dataclasses import dataclass
 
 from .codec import NEED_DATA
 from .crc import crc16_mcrf4xx
+from .stream import ByteStream
 from .errors import (
     BadCrc,
     BadLength,
     BadPayload,
     FrameError,
     LocalProtocolError,
-    TruncatedFrame,
     UnknownCommand,
 )
 
@@ -559,7 +559,7 @@ def parse_response(frame: bytes) -> Response:
                     data=bytes(frame[head + 3 : -2]), advanced=advanced)
 
 
-class _Decoder:
+class _Decoder(ByteStream):
     """Length-prefixed stream decoder shared by both directions.
 
     Theory: the buffer starts at a candidate. 0x02 → advanced frame (ALENGTH 8..65535, capped
@@ -572,17 +572,8 @@ class _Decoder:
     _min_advanced = 7
 
     def __init__(self, *, max_frame: int = 1024) -> None:
+        super().__init__(max_buffer=max(4096, 2 * max_frame))
         self.max_frame = max_frame
-        self._buf = bytearray()
-        self.frames = 0
-        self.errors = 0
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
 
     def _frame_size(self) -> int | None:
         """Size of the candidate frame, None = need more bytes; raises BadLength."""
@@ -640,12 +631,7 @@ class _Decoder:
         """The inter-byte gap passed: drop a partial frame (TruncatedFrame)."""
         if self._decide():
             raise LocalProtocolError("drain next_event() until NEED_DATA before expire()")
-        if not self._buf:
-            return
-        raw = bytes(self._buf)
-        self._buf.clear()
-        self.errors += 1
-        raise TruncatedFrame(f"frame stopped after {len(raw)} bytes", raw)
+        self._drop_partial()
 
     def _decode(self, frame: bytes) -> object:  # pragma: no cover - overridden
         raise NotImplementedError

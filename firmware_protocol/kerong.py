@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .codec import NEED_DATA, NeedData
+from .stream import ByteStream
 from .errors import (
     BadCrc,
     BadPayload,
@@ -291,45 +292,10 @@ def _flags(lo: int, hi: int) -> tuple[bool, ...]:
 # ---------------------------------------------------------------- decoding
 
 
-class _Decoder:
+class _Decoder(ByteStream):
     """Buffer handling of both directions (module docstring)."""
 
     _sizes: ClassVar[dict[int, int]] = {}
-
-    def __init__(self, *, max_buffer: int = 4096) -> None:
-        self.max_buffer = max_buffer
-        self._buf = bytearray()
-        self.frames = 0
-        self.errors = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held and not yet decided."""
-        return len(self._buf)
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received bytes (never raises on content); beyond ``max_buffer`` the oldest
-        bytes are dropped."""
-        self._buf += data
-        if len(self._buf) > self.max_buffer:
-            del self._buf[: len(self._buf) - self.max_buffer]
-
-    def expire(self) -> None:
-        """The inter-byte gap passed.
-
-        Raises:
-            TruncatedFrame: an unfinished frame was buffered; its bytes are dropped.
-        """
-        if not self._buf:
-            return
-        raw = bytes(self._buf)
-        self._buf.clear()
-        self.errors += 1
-        raise TruncatedFrame(f"frame stopped after {len(raw)} bytes", raw)
-
-    def feed_eof(self) -> None:
-        """The stream ended: same as the gap passing."""
-        self.expire()
 
     def _candidate(self) -> bytes | NeedData:
         """The next well-framed candidate's bytes (consumed), or NEED_DATA; raises one

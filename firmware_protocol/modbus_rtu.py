@@ -46,12 +46,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .codec import NEED_DATA, NeedData
+from .stream import ByteStream
 from .errors import (
     BadCrc,
     BadLength,
     BadPayload,
     LocalProtocolError,
-    TruncatedFrame,
     UnknownCommand,
 )
 
@@ -337,27 +337,8 @@ def encode_reply(msg: ModbusReply) -> bytes:
 # ---------------------------------------------------------------- decoding
 
 
-class _Decoder:
+class _Decoder(ByteStream):
     """Shared buffer handling; subclasses say how long a frame is and what it means."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held that are not yet a whole frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> None:
-        """Add received bytes."""
-        self._buf += data
-
-    def expire(self) -> None:
-        """The 3.5-character silence passed: a partial frame is dropped (``TruncatedFrame``)."""
-        if self._buf:
-            raw = bytes(self._buf)
-            self._buf.clear()
-            raise TruncatedFrame(f"frame cut off after {len(raw)} bytes", raw)
 
     def _size(self, function: int) -> int | None | NeedData:
         """Frame length for this function code (``NEED_DATA`` until the byte count is in,

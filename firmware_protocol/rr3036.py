@@ -40,13 +40,13 @@ from dataclasses import dataclass
 
 from .codec import NEED_DATA
 from .crc import crc16_mcrf4xx
+from .stream import ByteStream
 from .errors import (
     BadCrc,
     BadLength,
     BadPayload,
     FrameError,
     LocalProtocolError,
-    TruncatedFrame,
     UnknownCommand,
 )
 
@@ -315,7 +315,7 @@ def decode_reply(reply: Reply, request: object) -> RrReply:
 # ------------------------------------------------------------------ decoding
 
 
-class _Decoder:
+class _Decoder(ByteStream):
     """``Len``-prefixed frames: the buffer starts at a candidate whose first byte is Len.
 
     Len below the minimum → ``BadLength``, one byte dropped; CRC mismatch → ``BadCrc``, one
@@ -323,18 +323,6 @@ class _Decoder:
     """
 
     _min_len = 4
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.frames = 0
-        self.errors = 0
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
 
     def next_event(self) -> object:
         buf = self._buf
@@ -366,12 +354,7 @@ class _Decoder:
         buf = self._buf
         if buf and (buf[0] < self._min_len or len(buf) >= buf[0] + 1):
             raise LocalProtocolError("drain next_event() until NEED_DATA before expire()")
-        if not buf:
-            return
-        raw = bytes(buf)
-        buf.clear()
-        self.errors += 1
-        raise TruncatedFrame(f"frame stopped after {len(raw)} bytes", raw)
+        self._drop_partial()
 
     def _decode(self, frame: bytes) -> object:  # pragma: no cover - overridden
         raise NotImplementedError
