@@ -1,0 +1,95 @@
+"""`lendbox kiosk …`: the cabinet application's commands.
+
+``check-config`` is what a technician runs before installing a config file: it lists every
+problem with its line (exit 1), or says briefly what the file describes (exit 0), so a
+mistake is found at the desk and not by the first reader at the cabinet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .config import ConfigProblems, KioskConfig, Problem, load_config
+
+
+def register(subparsers: Any) -> None:
+    """Add ``kiosk`` and its sub-commands to the ``lendbox`` parser."""
+    kiosk = subparsers.add_parser("kiosk", help="the cabinet application: check its config, run it",
+                                  description="The self-service cabinet application.")
+    sub = kiosk.add_subparsers(dest="kiosk_command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("check-config", help="check a cabinet's config file: every problem with "
+                       "its line", description="Check a kiosk config file (docs/kiosk-contracts"
+                       ".md) and list every problem with its line. Exit 0 = valid, 1 = problems.")
+    p.add_argument("file", metavar="FILE", help="the cabinet's TOML config")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_cmd_check_config)
+
+    r = sub.add_parser("run", help="run the cabinet: devices, ledger, sync and the HTTP API",
+                       description="Start the cabinet application on a config file: recover "
+                       "any open intent, then serve the touchscreen API until SIGTERM/Ctrl-C. "
+                       "Prints 'kiosk ready http://HOST:PORT' when it is ready.")
+    r.add_argument("file", metavar="FILE", help="the cabinet's TOML config")
+    r.add_argument("--host", help="listen address (default: [api] host)")
+    r.add_argument("--port", type=int, help="listen port (default: [api] port; 0 = free)")
+    r.add_argument("--log-level", default="warning",
+                   choices=["debug", "info", "warning", "error"])
+    r.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .service import serve
+
+    try:
+        return serve(Path(args.file), host=args.host, port=args.port,
+                     log_level=args.log_level)
+    except ConfigProblems as exc:
+        _print_problems(args.file, exc.problems, as_json=False)
+        return 1
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigProblems as exc:
+        _print_problems(args.file, exc.problems, as_json=args.json)
+        return 1
+    if args.json:
+        print(json.dumps({"file": args.file, "ok": True, "problems": [],
+                          "summary": _summary_dict(config)}, ensure_ascii=False, indent=2))
+    else:
+        print(f"{args.file}: OK — {_summary(config)}")
+    return 0
+
+
+def _print_problems(file: str, problems: tuple[Problem, ...], *, as_json: bool) -> None:
+    if as_json:
+        rows = [{"line": p.line, "where": p.where, "message": p.message} for p in problems]
+        print(json.dumps({"file": file, "ok": False, "problems": rows}, ensure_ascii=False,
+                         indent=2))
+        return
+    for problem in problems:
+        print(problem)
+    count = len(problems)
+    print(f"{count} problem{'s' if count != 1 else ''}: the cabinet will not start with "
+          "this file")
+
+
+def _summary(config: KioskConfig) -> str:
+    cab = config.cabinet
+    where = " ".join(p for p in (cab.branch, cab.location) if p)
+    link = "stand-alone (no [server])" if config.server is None else f"server {config.server.url}"
+    return f"cabinet {cab.id} ({where}), {len(config.doors)} doors, {link}"
+
+
+def _summary_dict(config: KioskConfig) -> dict[str, Any]:
+    cab = config.cabinet
+    return {"cabinet": cab.id, "branch": cab.branch, "location": cab.location,
+            "doors": len(config.doors),
+            "server": None if config.server is None else config.server.url,
+            "data_dir": str(config.data_dir)}

@@ -1,0 +1,234 @@
+"""A kiosk wired to a running simulator: its config, its process and an HTTP client.
+
+Why here (the glue package): the full-stack tests, the crash-trial harness, the benchmarks
+and the demo all need "this simulated cabinet, run by a real kiosk process I can kill", and
+they must build it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["KioskClient", "KioskProcess", "kiosk_config", "to_toml", "write_kiosk_config"]
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "loan_days": 30, "max_loans": 10, "offline_allowance": 2, "offline_exposure_cap": 20,
+    "door_prompt_s": [30, 60], "door_alarm_s": 120, "session_idle_s": 60,
+}
+
+
+def kiosk_config(sim: Any, *, data_dir: Path, server_url: str | None = None,
+                 trusted_keys: Mapping[str, str] | None = None,
+                 policy: Mapping[str, Any] | None = None, api_port: int = 0,
+                 network: list[str] | None = None, accessible: set[int] | None = None,
+                 sync_interval_s: float = 1.0, timeout_s: float = 1.0) -> dict[str, Any]:
+    """The kiosk config (a dict for :func:`to_toml`) of the running simulator ``sim``.
+
+    The simulator's own libraries (its items' owners) form the network unless ``network``
+    says otherwise; ``accessible``: door numbers reachable from a wheelchair (default: the
+    lower half of the doors)."""
+    hw = sim.hardware_config()
+    from collections import Counter
+
+    owners = Counter(it.owner_library for it in sim.config.items if it.owner_library)
+    own = owners.most_common(1)[0][0] if owners else "CN-440300"
+    others = sorted(set(owners) - {own})
+    numbers = sorted(d.number for d in sim.config.doors)
+    if accessible is None:
+        accessible = set(numbers[len(numbers) // 2:])
+    doc: dict[str, Any] = {
+        "cabinet": {"id": hw["cabinet"]["id"], "branch": "福田区图书馆",
+                    "location": "深圳北站 2F 候车室", "language": "zh",
+                    "data_dir": str(data_dir), "own_library": own,
+                    "network_libraries": network or [own, *others],
+                    "help_line": "0755-12345678"},
+    }
+    if server_url is not None:
+        doc["server"] = {"url": server_url, "timeout_s": timeout_s,
+                         "sync_interval_s": sync_interval_s,
+                         "trusted_keys": dict(trusted_keys or {})}
+    doc["api"] = {"host": "127.0.0.1", "port": api_port}
+    doc["policy"] = {**DEFAULT_POLICY, **(policy or {})}
+    for key in ("buses", "boards", "readers"):
+        if key in hw:
+            doc[key] = hw[key]
+    sim_doors = {d.number: d for d in sim.config.doors}
+    doors = []
+    for d in hw["doors"]:
+        sd = sim_doors[d["number"]]
+        doors.append({**d, "size": sd.size, "capacity": sd.capacity,
+                      "accessible": d["number"] in accessible})
+    doc["doors"] = doors
+    for key in ("card_reader", "camera"):
+        if key in hw:
+            doc[key] = hw[key]
+    return doc
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_value(x)}"
+                                for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(doc: Mapping[str, Any]) -> str:
+    """Tables and arrays of tables of plain values (enough for kiosk configs)."""
+    lines: list[str] = []
+    for key, value in doc.items():
+        rows = value if isinstance(value, list) else [value]
+        for row in rows:
+            lines.append(f"[[{key}]]" if isinstance(value, list) else f"[{key}]")
+            lines.extend(f"{k} = {_value(v)}" for k, v in row.items() if v is not None)
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_kiosk_config(path: Path, sim: Any, **kwargs: Any) -> Path:
+    path.write_text(to_toml(kiosk_config(sim, **kwargs)), encoding="utf-8")
+    return path
+
+
+class KioskProcess:
+    """``lendbox kiosk run CONFIG`` as a child process (its own process group)."""
+
+    def __init__(self, config: Path, *, log: Path | None = None) -> None:
+        self.config = config
+        self.log = log
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.startup_s = 0.0
+        self._lines: list[str] = []
+
+    def start(self, timeout: float = 30.0) -> KioskProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        t0 = time.monotonic()
+        stderr = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lendbox.cli", "kiosk", "run", str(self.config)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, start_new_session=True)
+        if self.log:
+            stderr.close()
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self._lines.append(line.rstrip())
+                if line.startswith("kiosk ready "):
+                    self.url = line.split()[2]
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kiosk exited with {self.proc.returncode} before it was "
+                                   f"ready: {' | '.join(self._lines[-5:])}")
+            if time.monotonic() - t0 > timeout:
+                self.kill()
+                raise TimeoutError("kiosk not ready in time")
+        self.startup_s = time.monotonic() - t0
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL: what a power cut does to the kiosk process."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> KioskProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class KioskClient:
+    """The kiosk's HTTP API, as the touchscreen (or a test) uses it."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(base_url=url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _ok(self, r: httpx.Response) -> Any:
+        if r.status_code >= 400:
+            raise KioskRefused(r.status_code, r.json().get("detail", r.text))
+        return r.json()
+
+    def start_session(self, kind: str, value: str) -> dict[str, Any]:
+        return self._ok(self.http.post("/api/session", json={
+            "credential": {"kind": kind, "value": value}}))
+
+    def open_door(self, door: int) -> dict[str, Any]:
+        return self._ok(self.http.post(f"/api/session/doors/{door}/open"))
+
+    def start_return(self, accessible: bool = False) -> dict[str, Any]:
+        return self._ok(self.http.post("/api/return", json={"accessible": accessible}))
+
+    def finish(self) -> dict[str, Any]:
+        return self._ok(self.http.post("/api/session/finish"))
+
+    def state(self) -> dict[str, Any]:
+        return self._ok(self.http.get("/api/state"))
+
+    def doors(self) -> list[dict[str, Any]]:
+        return self._ok(self.http.get("/api/doors"))
+
+    def health(self) -> dict[str, Any]:
+        return self._ok(self.http.get("/api/health"))
+
+    def wait(self, predicate: Any, timeout: float = 10.0, what: str = "condition"
+             ) -> dict[str, Any]:
+        """Poll /api/state until ``predicate(state)``; raises TimeoutError naming ``what``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.state()
+            if predicate(st):
+                return st
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kiosk: {what} not reached; state {st}")
+            time.sleep(0.02)
+
+    def wait_idle(self, timeout: float = 10.0) -> dict[str, Any]:
+        return self.wait(lambda s: s["session"] is None and not s["doors"], timeout, "idle")
+
+
+class KioskRefused(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
