@@ -102,6 +102,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "refused.token_unknown_key": ("二维码无效，请更新读者证应用。",
                                   "This QR code is not valid: update your reader card app."),
     "refused.token_ttl_too_long": ("二维码无效。", "This QR code is not valid."),
+    "refused.offline_allowance": ("网络中断期间您的离线借阅额度已用完，可以还书；联网后即可继续借阅。",
+                                  "While the network is down your offline allowance is used "
+                                  "up. You can still return books; borrowing resumes once "
+                                  "the cabinet is online."),
+    "refused.exposure_cap": ("网络中断期间本柜离线借阅已达上限，可以还书；请稍后再借或到附近书柜借阅。",
+                             "This cabinet has reached its offline lending limit while the "
+                             "network is down. You can still return books; borrow later or "
+                             "at a nearby cabinet."),
     "refused.credential_expired": ("登录已超时，请重新刷卡或扫码。",
                                    "Your sign-in has timed out: tap your card or scan again."),
     # why an item is refused (reasons of kiosk.rules)

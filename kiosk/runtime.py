@@ -395,6 +395,17 @@ class KioskRuntime:
             return mc.ResolveRefused("bad_credential")
         now = datetime.fromtimestamp(self.clock(), UTC)
         result = self.resolver.resolve(pending.kind, pending.value, now)
+        if isinstance(result, mc.Resolved) and result.patron.offline \
+                and result.patron.role == "reader":
+            # Say so at the start rather than after the reader has taken books: offline, a
+            # reader with no allowance left, or a cabinet at its cap, cannot borrow here.
+            p = result.patron
+            assert self.ledger is not None
+            if p.offline_allowance - p.offline_used <= 0:
+                result = mc.ResolveRefused("offline_allowance")
+            elif self.config.policy.offline_exposure_cap - \
+                    self.ledger.unsynced_offline_loans() <= 0:
+                result = mc.ResolveRefused("exposure_cap")
         if isinstance(result, mc.ResolveRefused):
             pending.refusal = result.reason
         if isinstance(result, mc.Resolved):
@@ -606,6 +617,8 @@ class KioskRuntime:
             if self.machine is None or self.machine.busy:
                 continue
             try:
+                if not camera.is_open:
+                    camera.open()
                 texts = camera.read_qr()
             except DriverError:
                 self._stop.wait(2.0)

@@ -99,7 +99,7 @@ def stack(tmp_path: Path) -> Any:
 @pytest.fixture
 def tight(tmp_path: Path) -> Any:
     """A cabinet with small offline limits and short door timeouts."""
-    s = _make_stack(tmp_path, policy={"offline_allowance": 1, "offline_exposure_cap": 2,
+    s = _make_stack(tmp_path, policy={"offline_allowance": 2, "offline_exposure_cap": 3,
                                       "door_prompt_s": [0.5, 1.0], "door_alarm_s": 1.5})
     yield s
     s.client.close()
@@ -235,56 +235,65 @@ def test_taking_a_book_during_a_return_is_an_alarm_not_a_loan(stack: Stack) -> N
             (taken[0], "removed_during_return")]
 
 
+def _refused_at_close(st: Stack, door: int) -> dict[str, Any]:
+    snap = st.client.wait(lambda s: s["doors"].get(str(door), {}).get("purpose") == "reopen",
+                          10, f"door {door} re-opened")
+    return [r for r in snap["recent"] if r["key"] == "borrow.put_back"][-1]
+
+
 def test_offline_loans_within_credit_then_refused_at_the_cap(tight: Stack) -> None:
+    """Offline: allowance 2 a reader, 3 items for the cabinet (the ``tight`` policy)."""
     st = tight
-    for r in ("R0010", "R0011", "R0012"):
+    readers = ("R0010", "R0011", "R0012")
+    for r in readers:
         st.server.add_reader(card=None, reader_id=r, display_name=r)
-    tokens = {r: st.server.issue_qr(r, ttl_s=60) for r in ("R0010", "R0011", "R0012")}
+    tokens = {r: st.server.issue_qr(r, ttl_s=60) for r in readers}
     st.server.pause()  # the network drops
     st.client.start_session("qr", tokens["R0010"])
     assert st.client.state()["online"] is False
     st.client.open_door(1)
     st.wait_open(1)
-    first = st.take(1, 2)  # allowance 1: one loan, the other must go back
+    taken = st.take(1, 3)  # allowance 2: two loans, the third must go back
     st.sim.close_door(1)
-    snap = st.client.wait(lambda s: s["doors"].get("1", {}).get("purpose") == "reopen", 10,
-                          "door re-opened")
-    refusal = [r for r in snap["recent"] if r["key"] == "borrow.put_back"][-1]
-    back = refusal["params"]["items"][0]
-    assert back["reason"] == "offline_allowance" and back["item_id"] in first
+    refusal = _refused_at_close(st, 1)
+    back = refusal["params"]["items"]
+    assert [b["reason"] for b in back] == ["offline_allowance"] and back[0]["item_id"] in taken
     st.wait_open(1)
-    st.sim.put_item(back["item_id"], 1)
+    st.sim.put_item(back[0]["item_id"], 1)
     st.sim.close_door(1)
     st.counted()
     st.client.finish()
-    _borrow(st, tokens["R0011"], 1, 1)  # the cabinet's 2nd offline loan: at the cap
-    st.client.finish()
-    st.client.start_session("qr", tokens["R0012"])  # cap reached: refused at close
+
+    st.client.start_session("qr", tokens["R0011"])  # one item left under the cabinet's cap
     st.client.open_door(1)
     st.wait_open(1)
-    third = st.take(1, 1)
+    st.take(1, 2)
     st.sim.close_door(1)
-    snap = st.client.wait(lambda s: any(r["key"] == "borrow.put_back" for r in s["recent"]),
-                          10, "refusal shown")
-    refusal = [r for r in snap["recent"] if r["key"] == "borrow.put_back"][-1]
+    refusal = _refused_at_close(st, 1)
     assert refusal["params"]["items"][0]["reason"] == "exposure_cap"
-    assert "离线" in refusal["text"]["zh"]
+    assert "离线" in refusal["text"]["zh"] and "offline" in refusal["text"]["en"]
     st.wait_open(1)
-    st.sim.put_item(third[0], 1)
+    st.sim.put_item(refusal["params"]["items"][0]["item_id"], 1)
     st.sim.close_door(1)
     st.counted()
     st.client.finish()
+
+    with pytest.raises(KioskRefused) as capped:  # the cap is reached: said before any door
+        st.client.start_session("qr", tokens["R0012"])
+    assert capped.value.status == 403 and capped.value.detail["reason"] == "exposure_cap"
+    assert "还书" in capped.value.detail["message_zh"]  # … and that returning still works
+
     loans = [e for e in st.events() if e.kind == "loan"]
     assert [(e.payload["reader_id"], e.offline) for e in loans] == [
-        ("R0010", True), ("R0011", True)]
+        ("R0010", True), ("R0010", True), ("R0011", True)]
     st.server.resume()  # back online: everything done offline is pushed, flagged
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         got = [e for e in st.server.events(st.cabinet_id) if e.kind == "loan"]
-        if len(got) == 2:
+        if len(got) == 3:
             break
         time.sleep(0.2)
-    assert all(e.offline for e in got) and len(got) == 2
+    assert all(e.offline for e in got) and len(got) == 3
 
 
 def test_door_left_open_prompts_then_alarms(tight: Stack) -> None:
