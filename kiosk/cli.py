@@ -39,6 +39,30 @@ def register(subparsers: Any) -> None:
                    choices=["debug", "info", "warning", "error"])
     r.set_defaults(func=_cmd_run)
 
+    k = sub.add_parser("key", help="print the cabinet's public key (to register it with the "
+                       "server), creating the key on first use",
+                       description="The cabinet signs its sync requests and restock manifests "
+                       "with its own Ed25519 key, kept in data_dir/cabinet.key (owner-only). "
+                       "Print its public key, creating the key if it does not exist yet.")
+    k.add_argument("file", metavar="FILE", help="the cabinet's TOML config")
+    k.set_defaults(func=_cmd_key)
+
+
+def _cmd_key(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from .runtime import _b64, load_or_create_key
+
+    try:
+        config = load_config(args.file)
+    except ConfigProblems as exc:
+        _print_problems(args.file, exc.problems, as_json=False)
+        return 1
+    key = load_or_create_key(config.data_dir / "cabinet.key")
+    print(f"cabinet {config.cabinet.id} public key: "
+          f"{_b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))}")
+    return 0
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
