@@ -111,9 +111,11 @@ def write_kiosk_config(path: Path, sim: Any, **kwargs: Any) -> Path:
 class KioskProcess:
     """``lendbox kiosk run CONFIG`` as a child process (its own process group)."""
 
-    def __init__(self, config: Path, *, log: Path | None = None) -> None:
+    def __init__(self, config: Path, *, log: Path | None = None,
+                 log_level: str = "warning") -> None:
         self.config = config
         self.log = log
+        self.log_level = log_level
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.startup_s = 0.0
@@ -124,7 +126,8 @@ class KioskProcess:
         t0 = time.monotonic()
         stderr = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lendbox.cli", "kiosk", "run", str(self.config)],
+            [sys.executable, "-m", "lendbox.cli", "kiosk", "run", str(self.config),
+             "--log-level", self.log_level],
             stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, start_new_session=True)
         if self.log:
             stderr.close()

@@ -241,7 +241,8 @@ class KioskStory:
             self.say("\n== 4e. 赵六 takes two books offline: the cabinet's offline cap "
                      "allows one")
             taken = self._borrow(c, tokens["R0045678"], 6, 2)
-            st = c.wait(lambda s: s["doors"].get("6", {}).get("purpose") == "reopen", 20,
+            st = c.wait(lambda s: s["doors"].get("6", {}).get("purpose") == "reopen"
+                        and any(r["key"] == "borrow.put_back" for r in s["recent"]), 20,
                         "door 6 re-opened")
             refused = [r for r in st["recent"] if r["key"] == "borrow.put_back"][-1]
             back = refused["params"]["items"][0]["item_id"]

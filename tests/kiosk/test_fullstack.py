@@ -78,7 +78,7 @@ def _make_stack(tmp_path: Path, policy: dict[str, Any] | None = None) -> Stack:
         from kiosk.runtime import _b64  # the cabinet's public key, as `kiosk key` prints it
 
         server.register_cabinet(sim.config.id, _b64(key.public_key().public_bytes_raw()))
-        kiosk = KioskProcess(cfg, log=tmp_path / "kiosk.log").start()
+        kiosk = KioskProcess(cfg, log=tmp_path / "kiosk.log", log_level="info").start()
     except BaseException:
         server.stop()
         sim.stop()
@@ -86,14 +86,23 @@ def _make_stack(tmp_path: Path, policy: dict[str, Any] | None = None) -> Stack:
     return Stack(sim, server, kiosk, KioskClient(kiosk.url), data, sim.config.id)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Any:
-    s = _make_stack(tmp_path)
-    yield s
+def _close(s: Stack) -> None:
     s.client.close()
     s.kiosk.stop()
     s.server.stop()
     s.sim.stop()
+    # The kiosk logged at INFO level: sessions, resolutions, refusals. Never a reader id or
+    # a card number in clear (only 12-character hashes).
+    log = (s.kiosk.log or Path("/dev/null")).read_text()
+    for secret in ("R00", "04A1B2C3D4E5F6", "STAFF-0001", "S0001"):
+        assert secret not in log.upper()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Any:
+    s = _make_stack(tmp_path)
+    yield s
+    _close(s)
 
 
 @pytest.fixture
@@ -102,10 +111,7 @@ def tight(tmp_path: Path) -> Any:
     s = _make_stack(tmp_path, policy={"offline_allowance": 2, "offline_exposure_cap": 3,
                                       "door_prompt_s": [0.5, 1.0], "door_alarm_s": 1.5})
     yield s
-    s.client.close()
-    s.kiosk.stop()
-    s.server.stop()
-    s.sim.stop()
+    _close(s)
 
 
 def _borrow(st: Stack, credential: str, door: int, n: int) -> list[str]:
@@ -140,8 +146,8 @@ def test_a_library_card_is_resolved_by_its_hash(stack: Stack) -> None:
     state = stack.client.start_session("card", "04a1b2c3d4e5f6")
     assert state["session"]["role"] == "reader"
     stack.client.finish()
-    log = (stack.kiosk.log or Path()).read_text()
-    assert "04A1B2C3D4E5F6" not in log.upper() and "R0002" not in log
+    log = (stack.kiosk.log or Path("/dev/null")).read_text()
+    assert "resolved (online)" in log  # logged, by hash only (checked at teardown)
 
 
 def test_refused_credentials_say_why(stack: Stack) -> None:
@@ -183,7 +189,8 @@ def test_item_on_hold_for_someone_else_is_put_back_and_never_lent(stack: Stack) 
     stack.sim.take_item(held)
     stack.sim.close_door(2)
     # the door re-opens with a message naming the book and why
-    st = stack.client.wait(lambda s: s["doors"].get("2", {}).get("purpose") == "reopen",
+    st = stack.client.wait(lambda s: s["doors"].get("2", {}).get("purpose") == "reopen"
+                           and any(r["key"] == "borrow.put_back" for r in s["recent"]),
                            10, "door re-opened")
     put_back = [r for r in st["recent"] if r["key"] == "borrow.put_back"]
     assert put_back and "预约" in put_back[-1]["text"]["zh"]
@@ -236,8 +243,9 @@ def test_taking_a_book_during_a_return_is_an_alarm_not_a_loan(stack: Stack) -> N
 
 
 def _refused_at_close(st: Stack, door: int) -> dict[str, Any]:
-    snap = st.client.wait(lambda s: s["doors"].get(str(door), {}).get("purpose") == "reopen",
-                          10, f"door {door} re-opened")
+    snap = st.client.wait(lambda s: s["doors"].get(str(door), {}).get("purpose") == "reopen"
+                          and any(r["key"] == "borrow.put_back" for r in s["recent"]),
+                          10, f"door {door} re-opened with a message")
     return [r for r in snap["recent"] if r["key"] == "borrow.put_back"][-1]
 
 
