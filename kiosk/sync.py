@@ -301,7 +301,7 @@ class SyncAgent:
                 return self._finish(best, SyncOutcome(
                     False, sent, applied, f"server keeps a gap at {applied + 1}; giving up this round"))
             batch = SyncBatch(
-                cabinet_id=self.cabinet_id, sent_at=datetime.fromtimestamp(self._clock(), UTC),
+                cabinet_id=self.cabinet_id, sent_at=self._now(),
                 events=events, deny_version=ledger.deny_version(),
                 items_version=ledger.items_version(),
             )

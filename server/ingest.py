@@ -1,0 +1,457 @@
+"""Taking in a cabinet's events, durably and exactly once, and answering with its deltas.
+
+Why it works this way (docs/server-contracts.md, "Sync semantics"):
+
+- **Exactly once.** An event is identified both by (cabinet, seq) and by its uuid; whatever
+  is already stored changes nothing, so a cabinet may re-send any batch any number of times
+  (it does, after every lost reply). A *different* event under a stored seq is a cabinet
+  bug (a ledger restored from backup, a reused id): the first one is kept and the other goes
+  to the staff exceptions queue with both as evidence — refusing the whole batch would stop
+  the cabinet's sync for good.
+- **In order.** Circulation only makes sense in sequence (a return must not overtake its
+  loan), so an event after a missing seq is stored with ``applied = false`` and applied the
+  moment the gap fills, in the same transaction. ``applied_through`` tells the cabinet what
+  it may forget; ``gap_from`` where to re-send from.
+- **One writer per cabinet.** The caller holds :func:`server.db.lock_cabinet` for the whole
+  batch, so two server processes apply one cabinet's batches one after the other.
+- **Clock.** ``cabinets.clock_offset_s`` is the cabinet clock minus the server clock
+  (positive: the cabinet is ahead), measured from ``batch.sent_at`` against ``now``;
+  ``events.at_corrected = at - offset`` puts every cabinet on the server's time line.
+  Caveat (reported to the lead): the kiosk agent sends ``sent_at`` on its raw clock while its
+  ledger stamps ``at`` with the clock it already corrected, so for a drifted cabinet this
+  corrects twice once the agent has measured its offset; the fix is the kiosk sending
+  ``sent_at`` on the corrected clock, after which the offset here is the residual error.
+
+:func:`apply_event` is deliberately minimal (item status, borrower, location, version): the
+circulation engine of the next slice replaces it and raises its own exceptions there.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid as uuid_mod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Row, func, select, text, update
+
+from syncproto.grants import log_id, sign_grant
+from syncproto.messages import (
+    CabinetEvent,
+    DenyDelta,
+    ItemInfo,
+    ReaderQuery,
+    ReaderReply,
+    SignedGrant,
+    SyncBatch,
+    SyncReply,
+)
+
+from . import keys
+from .schema import cabinets, deny_list, events, exceptions, grants, items, readers
+
+__all__ = [
+    "GRANTS_MAX",
+    "GRANT_TTL",
+    "ITEMS_MAX",
+    "RECENT_GRANTS",
+    "TIERS",
+    "CabinetMismatch",
+    "ItemVersions",
+    "Tier",
+    "apply_batch",
+    "apply_event",
+    "event_of_row",
+    "resolve_reader",
+]
+
+_log = logging.getLogger(__name__)
+
+#: At most this many grants ride on one sync reply.
+GRANTS_MAX = 500
+#: Grants issued this recently (anywhere) go to every cabinet that syncs: a reader resolved
+#: at one cabinet can then borrow offline at the next one.
+RECENT_GRANTS = timedelta(days=1)
+#: At most this many items per reply; the cabinet asks again from the version it got.
+ITEMS_MAX = 1000
+#: How long a grant signed at resolve time is valid. Shorter than the expected interval
+#: between two key rotations: only the current and the previous key stay trusted.
+GRANT_TTL = timedelta(days=7)
+# Any constant: the PostgreSQL advisory lock that orders writers of items.version.
+_ITEM_VERSION_LOCK = 0x6C656E64  # "lend"
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """What a credit tier allows: loans at once, and how many of them may be offline."""
+
+    max_loans: int
+    offline_allowance: int
+
+
+#: Credit tiers (信用借阅) by ``readers.tier``. A tier missing here gets ``new``: an unknown
+#: tier is a configuration slip, and the safe side of a slip is the smallest allowance.
+TIERS: dict[str, Tier] = {
+    "new": Tier(max_loans=5, offline_allowance=1),
+    "standard": Tier(max_loans=10, offline_allowance=2),
+    "trusted": Tier(max_loans=15, offline_allowance=4),
+}
+
+
+class CabinetMismatch(ValueError):
+    """A batch or event naming another cabinet than the one that signed it (HTTP 403)."""
+
+
+# ----------------------------------------------------------------------------- times
+
+
+def _utc(value: datetime) -> datetime:
+    """Aware UTC: SQLite stores datetimes without their offset, so everything written is UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _from_db(value: datetime) -> datetime:
+    """A datetime read back: SQLite returns it naive (it was written as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# ----------------------------------------------------------------------------- events
+
+
+def event_of_row(row: Row[Any] | Mapping[str, Any]) -> CabinetEvent:
+    """The CabinetEvent a stored ``events`` row was made from (``at`` in UTC): evidence for
+    staff, and what tests compare."""
+    m = row._mapping if isinstance(row, Row) else row
+    return CabinetEvent(cabinet_id=m["cabinet_id"], seq=m["seq"], uuid=uuid_mod.UUID(m["uuid"]),
+                        kind=m["kind"], at=_from_db(m["at"]), mono=m["mono"],
+                        boot_id=m["boot_id"], offline=m["offline"], payload=m["payload"])
+
+
+def _event_json(event: CabinetEvent) -> dict[str, Any]:
+    return event.model_dump(mode="json")
+
+
+def _str_field(payload: Mapping[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+class ItemVersions:
+    """Hands out ``items.version`` numbers for one transaction.
+
+    The number is global (a cabinet asks for "everything after version v"), so writers must
+    commit in the order they number, or a cabinet could read v+2 before v+1 commits and
+    never see v+1. SQLite's single writer gives that for free; on PostgreSQL the first
+    number taken locks an advisory transaction lock held until commit.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._last: int | None = None
+
+    def next(self) -> int:
+        if self._last is None:
+            if self._conn.dialect.name == "postgresql":
+                self._conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                   {"k": _ITEM_VERSION_LOCK})
+            self._last = int(self._conn.execute(
+                select(func.coalesce(func.max(items.c.version), 0))).scalar_one())
+        self._last += 1
+        return self._last
+
+
+def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: datetime,
+                versions: ItemVersions | None = None) -> None:
+    """Apply one event's effect on ``items``, in sequence order (the caller's duty).
+
+    Minimal on purpose — the circulation engine replaces it: a loan makes the item
+    ``loaned`` to the reader (borrower only if the server knows the reader: the foreign key
+    allows nothing else, the event keeps the id), a return puts it ``in_cabinet`` here, an
+    alarm naming an item marks it ``missing``. An item the server never heard of gets a stub
+    row, so its state is tracked rather than lost. Every change bumps the item's version
+    so cabinets receive it.
+    """
+    item_id = _str_field(event.payload, "item_id")
+    if item_id is None or event.kind not in ("loan", "return", "alarm"):
+        return
+    versions = versions or ItemVersions(conn)
+    if event.kind == "loan":
+        reader_id = _str_field(event.payload, "reader_id")
+        if reader_id is not None and conn.execute(
+                select(readers.c.id).where(readers.c.id == reader_id)).first() is None:
+            reader_id = None
+        due = _str_field(event.payload, "due")
+        values: dict[str, Any] = {"status": "loaned", "borrower_id": reader_id,
+                                  "due": due[:10] if due else None, "location_cabinet_id": None}
+    elif event.kind == "return":
+        values = {"status": "in_cabinet", "borrower_id": None, "due": None,
+                  "location_cabinet_id": cabinet_id}
+    else:  # alarm: the item left without a loan; its last known place stays
+        values = {"status": "missing"}
+    values["version"] = versions.next()
+    done = conn.execute(update(items).where(items.c.id == item_id).values(**values))
+    if done.rowcount == 0:
+        owner = _str_field(event.payload, "owner_library") or ""
+        conn.execute(items.insert().values(id=item_id, owner_library=owner[:32], **values))
+
+
+def _record_conflict(conn: Connection, cabinet_id: str, kind: str, kept: CabinetEvent,
+                     refused: CabinetEvent, now: datetime) -> None:
+    """Put a refused event in the exceptions queue, once however often it is re-sent."""
+    refused_uuid = str(refused.uuid)
+    existing = conn.execute(
+        select(exceptions.c.evidence).where(exceptions.c.kind == kind,
+                                            exceptions.c.cabinet_id == cabinet_id)).all()
+    for row in existing:
+        evidence = row.evidence or {}
+        if (evidence.get("refused") or {}).get("uuid") == refused_uuid:
+            return
+    _log.warning("cabinet %s: %s at seq %d (kept %s, refused %s)", cabinet_id, kind,
+                 refused.seq, kept.uuid, refused.uuid)
+    # item_id/reader_id stay empty: the (kind, item, cabinet, created_at) key is meant for
+    # the engine's exceptions, and two conflicts on one item in one batch would collide.
+    conn.execute(exceptions.insert().values(
+        kind=kind, item_id=None, cabinet_id=cabinet_id, reader_id=None,
+        evidence={"seq": refused.seq, "kept": _event_json(kept), "refused": _event_json(refused),
+                  "received_at": now.isoformat()},
+        actions=["acknowledge"], status="open", created_at=now))
+
+
+def _store_events(conn: Connection, cabinet_id: str, applied_through: int,
+                  batch_events: Iterable[CabinetEvent], offset_s: float, now: datetime) -> None:
+    """Insert the batch's new events (``applied = false``); conflicts go to exceptions."""
+    batch_events = list(batch_events)
+    if not batch_events:
+        return
+    seqs = sorted({e.seq for e in batch_events})
+    uuids = sorted({str(e.uuid) for e in batch_events})
+    by_seq: dict[int, CabinetEvent] = {}
+    by_uuid: dict[str, CabinetEvent] = {}
+    for chunk in _chunks(seqs, 500):
+        for row in conn.execute(select(events).where(events.c.cabinet_id == cabinet_id,
+                                                     events.c.seq.in_(chunk))):
+            by_seq[row.seq] = event_of_row(row)
+    for chunk in _chunks(uuids, 500):
+        for row in conn.execute(select(events).where(events.c.uuid.in_(chunk))):
+            by_uuid[row.uuid] = event_of_row(row)
+
+    new_rows: list[dict[str, Any]] = []
+    for event in batch_events:
+        key = str(event.uuid)
+        known = by_seq.get(event.seq)
+        if known is not None:
+            if known.uuid != event.uuid:
+                _record_conflict(conn, cabinet_id, "sequence_conflict", known, event, now)
+            continue
+        other = by_uuid.get(key)
+        if other is not None:
+            # The uuid is stored under another (cabinet, seq): "changes nothing", but this
+            # seq stays missing and the cabinet's sync will stall there, so staff must know.
+            _record_conflict(conn, cabinet_id, "uuid_conflict", other, event, now)
+            continue
+        if event.seq <= applied_through:
+            # Below applied_through yet not stored: the database lost it (a restore). Keep
+            # it, unapplied: replaying it now would apply it out of order.
+            _log.warning("cabinet %s: seq %d arrived below applied_through %d and was not "
+                         "stored; kept unapplied", cabinet_id, event.seq, applied_through)
+        at = _utc(event.at)
+        new_rows.append({
+            "cabinet_id": cabinet_id, "seq": event.seq, "uuid": key, "kind": event.kind,
+            "at": at, "at_corrected": at - timedelta(seconds=offset_s), "mono": event.mono,
+            "boot_id": event.boot_id, "offline": event.offline, "payload": dict(event.payload),
+            "item_id": _str_field(event.payload, "item_id"), "received_at": now,
+            "applied": False,
+        })
+        by_seq[event.seq] = event
+        by_uuid[key] = event
+    if new_rows:
+        conn.execute(events.insert(), new_rows)
+
+
+def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _apply_pending(conn: Connection, cabinet_id: str, applied_through: int,
+                   now: datetime) -> tuple[int, int | None]:
+    """Apply held events that are now contiguous, in seq order; (applied_through, gap_from)."""
+    pending = conn.execute(
+        select(events).where(events.c.cabinet_id == cabinet_id, events.c.applied.is_(False),
+                             events.c.seq > applied_through)
+        .order_by(events.c.seq)).all()
+    versions = ItemVersions(conn)
+    done: list[int] = []
+    for row in pending:
+        if row.seq != applied_through + 1:
+            break
+        apply_event(conn, cabinet_id, event_of_row(row), now, versions)
+        done.append(row.seq)
+        applied_through = row.seq
+    for chunk in _chunks(done, 500):
+        conn.execute(update(events).where(events.c.cabinet_id == cabinet_id,
+                                          events.c.seq.in_(chunk)).values(applied=True))
+    held = len(pending) > len(done)
+    return applied_through, (applied_through + 1 if held else None)
+
+
+# ----------------------------------------------------------------------------- deltas
+
+
+def _grants_delta(conn: Connection, batch: SyncBatch, trusted: Mapping[str, str],
+                  now: datetime) -> list[SignedGrant]:
+    """The newest usable grant of each reader who borrowed or returned in this batch, then
+    of readers granted anywhere in the last day; at most :data:`GRANTS_MAX`."""
+    base = (select(grants.c.reader_id, grants.c.signed, grants.c.issued_at)
+            .join(readers, readers.c.id == grants.c.reader_id)
+            .where(grants.c.expires_at > now, grants.c.suspended.is_(False),
+                   readers.c.status == "ok")
+            .order_by(grants.c.issued_at.desc(), grants.c.grant_id.desc()))
+    batch_readers = sorted({r for e in batch.events
+                            if (r := _str_field(e.payload, "reader_id")) is not None})
+    rows: list[Any] = []
+    for chunk in _chunks(batch_readers, 500):
+        rows.extend(conn.execute(base.where(grants.c.reader_id.in_(chunk))).all())
+    rows.extend(conn.execute(base.where(grants.c.issued_at > now - RECENT_GRANTS)
+                             .limit(GRANTS_MAX)).all())
+    chosen: dict[str, tuple[datetime, SignedGrant]] = {}
+    for row in rows:
+        grant = SignedGrant.model_validate(row.signed)
+        if grant.key_id not in trusted:  # signed by a key cabinets no longer accept
+            continue
+        issued = _from_db(row.issued_at)
+        if row.reader_id not in chosen or chosen[row.reader_id][0] < issued:
+            chosen[row.reader_id] = (issued, grant)
+    # The batch's readers first: they are the ones this cabinet is lending to now.
+    first = [r for r in batch_readers if r in chosen]
+    rest = sorted((r for r in chosen if r not in set(first)),
+                  key=lambda r: chosen[r][0], reverse=True)
+    return [chosen[r][1] for r in [*first, *rest][:GRANTS_MAX]]
+
+
+def _deny_delta(conn: Connection, after: int) -> list[DenyDelta]:
+    """One delta from the cabinet's version to the newest: each reader's last change wins."""
+    rows = conn.execute(select(deny_list.c.version, deny_list.c.reader_id, deny_list.c.denied)
+                        .where(deny_list.c.version > after).order_by(deny_list.c.version)).all()
+    if not rows:
+        return []
+    state: dict[str, bool] = {}
+    for row in rows:
+        state[row.reader_id] = bool(row.denied)
+    return [DenyDelta(from_version=after, to_version=rows[-1].version,
+                      added=sorted(r for r, d in state.items() if d),
+                      removed=sorted(r for r, d in state.items() if not d))]
+
+
+def _items_delta(conn: Connection, cabinet_id: str, after: int) -> tuple[list[ItemInfo], int]:
+    """Items located in this cabinet changed after version ``after``, and the version the
+    cabinet is at once it has them."""
+    # The newest version first: an item committed after this read has a higher number (see
+    # ItemVersions), so nothing at or below `newest` can appear later.
+    newest = int(conn.execute(select(func.coalesce(func.max(items.c.version), 0))).scalar_one())
+    rows = conn.execute(
+        select(items).where(items.c.location_cabinet_id == cabinet_id,
+                            items.c.version > after, items.c.version <= newest)
+        .order_by(items.c.version).limit(ITEMS_MAX)).all()
+    infos = [ItemInfo(item_id=r.id, title=r.title, author=r.author, category=r.category,
+                      owner_library=r.owner_library, home_branch=r.home_branch_id or "",
+                      reference_only=r.reference_only) for r in rows]
+    version = rows[-1].version if len(rows) == ITEMS_MAX else max(newest, after)
+    return infos, int(version)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def apply_batch(conn: Connection, cabinet_row: Row[Any], batch: SyncBatch,
+                now: datetime) -> SyncReply:
+    """Store and apply one cabinet batch, exactly once and in order; the reply with deltas.
+
+    The caller holds :func:`server.db.lock_cabinet` on ``cabinet_row`` (read under that
+    lock) inside one write transaction. Raises :class:`CabinetMismatch` when the batch or an
+    event names another cabinet.
+    """
+    now = _utc(now)
+    cabinet_id: str = cabinet_row.id
+    if batch.cabinet_id != cabinet_id or any(e.cabinet_id != cabinet_id for e in batch.events):
+        raise CabinetMismatch(f"a batch of cabinet {cabinet_id!r} may hold only its own events")
+    offset_s = (_utc(batch.sent_at) - now).total_seconds()
+
+    _store_events(conn, cabinet_id, int(cabinet_row.applied_through), batch.events, offset_s,
+                  now)
+    applied_through, gap_from = _apply_pending(conn, cabinet_id,
+                                               int(cabinet_row.applied_through), now)
+
+    keys.ensure_key(conn, now)
+    trusted = keys.trusted(conn)
+    deny = _deny_delta(conn, batch.deny_version)
+    item_infos, items_version = _items_delta(conn, cabinet_id, batch.items_version)
+    reply = SyncReply(
+        applied_through=applied_through, gap_from=gap_from, server_time=now,
+        grants=_grants_delta(conn, batch, trusted, now), deny=deny, items=item_infos,
+        items_version=items_version,
+        # Holds come with a later slice (there is no holds table yet); until then the
+        # server's list of holds for every cabinet is, truthfully, empty.
+        holds=[],
+        trusted_keys=trusted,
+    )
+    conn.execute(update(cabinets).where(cabinets.c.id == cabinet_id).values(
+        applied_through=applied_through, last_sync_at=now, clock_offset_s=offset_s,
+        deny_version_sent=deny[-1].to_version if deny else cabinet_row.deny_version_sent))
+    return reply
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _reader_loans(conn: Connection, reader_id: str) -> int:
+    return int(conn.execute(select(func.count()).select_from(items).where(
+        items.c.borrower_id == reader_id, items.c.status == "loaned")).scalar_one())
+
+
+def resolve_reader(conn: Connection, cabinet_row: Row[Any], query: ReaderQuery,
+                   now: datetime) -> ReaderReply:
+    """Who a credential presented at a cabinet belongs to, with a fresh signed grant.
+
+    Exactly one of ``card_hash`` and ``reader_id`` must be given (ValueError otherwise; HTTP
+    422). A blocked or expired reader gets no grant; an ``ok`` one gets a grant per its
+    tier (:data:`TIERS`), stored in ``grants`` so that the next sync of any cabinet carries
+    it too. Raises :class:`CabinetMismatch` when the query names another cabinet.
+    """
+    now = _utc(now)
+    if query.cabinet_id != cabinet_row.id:
+        raise CabinetMismatch("the query names another cabinet")
+    if (query.card_hash is None) == (query.reader_id is None):
+        raise ValueError("exactly one of card_hash and reader_id is required")
+    where = (readers.c.card_hash == query.card_hash if query.card_hash is not None
+             else readers.c.id == query.reader_id)
+    reader = conn.execute(select(readers).where(where)).first()
+    if reader is None:
+        return ReaderReply(status="unknown", message="unknown card or reader")
+    role: Literal["reader", "staff"] = "staff" if reader.role == "staff" else "reader"
+    loans = _reader_loans(conn, reader.id)
+    if reader.status != "ok":
+        # anything but ok/expired is treated as blocked: the safe reading of an odd status
+        status: Literal["blocked", "expired"] = (
+            "expired" if reader.status == "expired" else "blocked")
+        return ReaderReply(status=status, reader_id=reader.id, display_name=reader.display_name,
+                           role=role, loans=loans, message=f"reader is {status}")
+    tier_name = reader.tier if reader.tier in TIERS else "new"
+    tier = TIERS[tier_name]
+    keys.ensure_key(conn, now)
+    key_id, private = keys.signing_key(conn)
+    grant = sign_grant(grant_id=uuid_mod.uuid4().hex, reader_id=reader.id, tier=tier_name,
+                       max_loans=tier.max_loans, offline_allowance=tier.offline_allowance,
+                       issued_at=now, expires_at=now + GRANT_TTL, key_id=key_id,
+                       private_key=private)
+    conn.execute(grants.insert().values(grant_id=grant.grant_id, reader_id=reader.id,
+                                        signed=grant.model_dump(mode="json"), issued_at=now,
+                                        expires_at=grant.expires_at, suspended=False))
+    _log.info("resolve at %s: reader %s ok, grant %s", cabinet_row.id, log_id(reader.id),
+              grant.grant_id)
+    return ReaderReply(status="ok", reader_id=reader.id, display_name=reader.display_name,
+                       role=role, loans=loans, grant=grant)

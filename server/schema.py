@@ -1,0 +1,264 @@
+"""The central service's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Why Core and not an ORM: the server is a set of small, explicit transactions (apply one
+cabinet batch, resolve one exception); SQL that reads like SQL is easier to reason about for
+"nothing applied twice" than object sessions. Alembic migrations (``server/migrations``) are
+the only way the schema changes; ``metadata`` here must always equal the latest revision
+(a test compares them).
+
+Personal data is minimised: card numbers and identity numbers are stored only as hashes
+(``syncproto.grants.card_hash``); a display name is kept because the reader services show it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "ROLES", "UtcDateTime", "audit", "branches", "cabinet_nonces", "cabinets", "deny_list", "events",
+    "exceptions", "grants", "items", "libraries", "metadata", "readers", "server_keys",
+    "staff", "staff_tokens",
+]
+
+#: Staff roles, most powerful first (docs/server.md has the permission matrix).
+ROLES = ("operator", "technician", "branch_staff", "auditor")
+
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that means the same instant on SQLite and PostgreSQL.
+
+    Why: SQLite has no time zones; SQLAlchemy's SQLite DATETIME silently drops ``tzinfo``, so a
+    ``+08:00`` time would be stored 8 hours off and read back naive, while PostgreSQL returns
+    aware times — code comparing them would work on one database and raise on the other.
+    Here values are written as UTC (naive UTC text on SQLite, ``timestamptz`` on PostgreSQL)
+    and always read back as aware UTC datetimes. A naive datetime is refused (ValueError):
+    we cannot know which zone it meant.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"a time with a time zone is required, not {value!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+#: Libraries of the network (通借通还): ISIL → name. A tag whose owner is not here is
+#: "outside the network": flagged, not lost.
+libraries = Table(
+    "libraries", metadata,
+    Column("isil", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+#: Branches (总分馆制): a city library and its county/district branches. ``floating``: items
+#: returned elsewhere stay where they are instead of going home.
+branches = Table(
+    "branches", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("library_isil", String(32), ForeignKey("libraries.isil"), nullable=False),
+    Column("parent_id", String(64), ForeignKey("branches.id"), nullable=True),
+    Column("floating", Boolean, nullable=False, default=False),
+)
+
+cabinets = Table(
+    "cabinets", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("branch_id", String(64), ForeignKey("branches.id"), nullable=False),
+    Column("name", String(200), nullable=False, default=""),
+    Column("location", String(200), nullable=False, default=""),
+    Column("public_key", String(64), nullable=False),  # Ed25519, base64url
+    Column("registered_at", UtcDateTime(), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    # per-cabinet ordering: the row is locked while a batch of this cabinet is applied
+    Column("applied_through", BigInteger, nullable=False, default=0),
+    Column("last_sync_at", UtcDateTime(), nullable=True),
+    Column("clock_offset_s", Float, nullable=True),
+    Column("deny_version_sent", BigInteger, nullable=False, default=0),
+)
+
+#: Every event a cabinet sent, exactly once: (cabinet, seq) and uuid are both unique.
+#: ``applied`` is false while the event waits behind a gap.
+events = Table(
+    "events", metadata,
+    Column("cabinet_id", String(64), ForeignKey("cabinets.id"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("at_corrected", UtcDateTime(), nullable=False),
+    Column("mono", Float, nullable=False),
+    Column("boot_id", String(64), nullable=False),
+    Column("offline", Boolean, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("item_id", String(64), nullable=True),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("applied", Boolean, nullable=False, default=False),
+    Index("ix_events_item_at", "item_id", "at_corrected"),
+    Index("ix_events_pending", "cabinet_id", "applied", "seq"),
+)
+
+#: Replay protection of signed cabinet requests (nonces inside the signature window).
+cabinet_nonces = Table(
+    "cabinet_nonces", metadata,
+    Column("cabinet_id", String(64), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("seen_at", UtcDateTime(), nullable=False),
+)
+
+staff = Table(
+    "staff", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),  # scrypt, with its parameters
+    Column("role", String(16), nullable=False),
+    Column("branch_id", String(64), ForeignKey("branches.id"), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+#: Bearer tokens of logged-in staff, stored hashed (a database leak gives no session).
+staff_tokens = Table(
+    "staff_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("staff_id", Integer, ForeignKey("staff.id"), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+readers = Table(
+    "readers", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("card_hash", String(64), nullable=True, unique=True),
+    Column("id_number_hash", String(64), nullable=True, unique=True),
+    Column("display_name", String(100), nullable=False, default=""),
+    Column("role", String(16), nullable=False, default="reader"),
+    Column("tier", String(32), nullable=False, default="standard"),
+    Column("status", String(16), nullable=False, default="ok"),  # ok | blocked | expired
+    Column("home_branch_id", String(64), ForeignKey("branches.id"), nullable=True),
+    Column("registered_at", UtcDateTime(), nullable=False),
+)
+
+items = Table(
+    "items", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("title", String(300), nullable=False, default=""),
+    Column("author", String(200), nullable=False, default=""),
+    Column("category", String(8), nullable=False, default=""),
+    Column("owner_library", String(32), nullable=False, default=""),
+    Column("home_branch_id", String(64), ForeignKey("branches.id"), nullable=True),
+    Column("reference_only", Boolean, nullable=False, default=False),
+    # on_shelf | in_cabinet | loaned | in_transit | lost | missing
+    Column("status", String(16), nullable=False, default="on_shelf"),
+    Column("location_cabinet_id", String(64), ForeignKey("cabinets.id"), nullable=True),
+    Column("borrower_id", String(64), ForeignKey("readers.id"), nullable=True),
+    Column("due", String(10), nullable=True),
+    Column("version", BigInteger, nullable=False, default=0),  # the item-cache delta version
+)
+
+#: Signing keys of the server (grants, QR tokens): the current and the previous are trusted.
+server_keys = Table(
+    "server_keys", metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("private_key", String(64), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("retired_at", UtcDateTime(), nullable=True),
+)
+
+grants = Table(
+    "grants", metadata,
+    Column("grant_id", String(64), primary_key=True),
+    Column("reader_id", String(64), ForeignKey("readers.id"), nullable=False),
+    Column("signed", JSON, nullable=False),  # the SignedGrant as sent to cabinets
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("suspended", Boolean, nullable=False, default=False),
+    Index("ix_grants_reader", "reader_id", "issued_at"),
+)
+
+#: Deny-list changes, one row per change; a cabinet asks for everything after its version.
+deny_list = Table(
+    "deny_list", metadata,
+    # INTEGER on SQLite: only "INTEGER PRIMARY KEY" autoincrements there (a BIGINT key would
+    # stay NULL → NOT NULL error); sqlite_autoincrement: a version is never reused
+    Column("version", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("reader_id", String(64), nullable=False),
+    Column("denied", Boolean, nullable=False),
+    Column("reason", String(64), nullable=False, default=""),
+    Column("at", UtcDateTime(), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+#: The staff exceptions queue: what the engine could not resolve alone, with its evidence.
+exceptions = Table(
+    "exceptions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(48), nullable=False),
+    Column("item_id", String(64), nullable=True),
+    Column("cabinet_id", String(64), nullable=True),
+    Column("reader_id", String(64), nullable=True),
+    Column("evidence", JSON, nullable=False),
+    Column("actions", JSON, nullable=False),  # resolution actions offered
+    Column("status", String(16), nullable=False, default="open"),  # open | resolved
+    Column("resolution", String(48), nullable=True),
+    Column("resolved_by", Integer, ForeignKey("staff.id"), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("kind", "item_id", "cabinet_id", "created_at"),
+)
+
+#: Who did what: every staff action and every resolution.
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(64), nullable=False),  # staff username or "cabinet:<id>" / "engine"
+    Column("action", String(64), nullable=False),
+    Column("target", String(128), nullable=False, default=""),
+    Column("detail", JSON, nullable=False),
+)
+
