@@ -30,7 +30,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import routes_admin, routes_sync
+from . import routes_admin, routes_exceptions, routes_readers, routes_sync
 from .security import ApiError, aware_utc
 from .settings import Settings
 
@@ -210,4 +210,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(routes_admin.router)
     app.include_router(routes_sync.router)
+    app.include_router(routes_readers.router)
+    app.include_router(routes_exceptions.router)
     return app

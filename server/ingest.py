@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Row, func, select, text, update
 
-from syncproto.grants import log_id, sign_grant
+from syncproto.grants import log_id
 from syncproto.messages import (
     CabinetEvent,
     DenyDelta,
@@ -49,7 +49,7 @@ from syncproto.messages import (
     SyncReply,
 )
 
-from . import keys
+from . import credit, keys
 from .schema import cabinets, deny_list, events, exceptions, grants, items, readers
 
 __all__ = [
@@ -91,13 +91,11 @@ class Tier:
     offline_allowance: int
 
 
-#: Credit tiers (信用借阅) by ``readers.tier``. A tier missing here gets ``new``: an unknown
-#: tier is a configuration slip, and the safe side of a slip is the smallest allowance.
-TIERS: dict[str, Tier] = {
-    "new": Tier(max_loans=5, offline_allowance=1),
-    "standard": Tier(max_loans=10, offline_allowance=2),
-    "trusted": Tier(max_loans=15, offline_allowance=4),
-}
+#: Credit tiers (信用借阅) by ``readers.tier``, as the default credit policy defines them
+#: (kept for readers of this module; grants are signed by :func:`server.credit.issue_grant`,
+#: where an unknown tier gets the lowest: the safe side of a configuration slip).
+TIERS: dict[str, Tier] = {t.name: Tier(max_loans=t.max_loans, offline_allowance=t.offline_allowance)
+                          for t in credit.DEFAULT_POLICY.tiers}
 
 
 class CabinetMismatch(ValueError):
@@ -166,37 +164,14 @@ class ItemVersions:
 
 def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: datetime,
                 versions: ItemVersions | None = None) -> None:
-    """Apply one event's effect on ``items``, in sequence order (the caller's duty).
+    """Apply one event's effect on the item, in sequence order (the caller's duty).
 
-    Minimal on purpose — the circulation engine replaces it: a loan makes the item
-    ``loaned`` to the reader (borrower only if the server knows the reader: the foreign key
-    allows nothing else, the event keeps the id), a return puts it ``in_cabinet`` here, an
-    alarm naming an item marks it ``missing``. An item the server never heard of gets a stub
-    row, so its state is tracked rather than lost. Every change bumps the item's version
-    so cabinets receive it.
+    Delegates to the circulation engine (:func:`server.engine.apply_event`): item state
+    machine, causal order across cabinets, conflicts into the staff exceptions queue.
     """
-    item_id = _str_field(event.payload, "item_id")
-    if item_id is None or event.kind not in ("loan", "return", "alarm"):
-        return
-    versions = versions or ItemVersions(conn)
-    if event.kind == "loan":
-        reader_id = _str_field(event.payload, "reader_id")
-        if reader_id is not None and conn.execute(
-                select(readers.c.id).where(readers.c.id == reader_id)).first() is None:
-            reader_id = None
-        due = _str_field(event.payload, "due")
-        values: dict[str, Any] = {"status": "loaned", "borrower_id": reader_id,
-                                  "due": due[:10] if due else None, "location_cabinet_id": None}
-    elif event.kind == "return":
-        values = {"status": "in_cabinet", "borrower_id": None, "due": None,
-                  "location_cabinet_id": cabinet_id}
-    else:  # alarm: the item left without a loan; its last known place stays
-        values = {"status": "missing"}
-    values["version"] = versions.next()
-    done = conn.execute(update(items).where(items.c.id == item_id).values(**values))
-    if done.rowcount == 0:
-        owner = _str_field(event.payload, "owner_library") or ""
-        conn.execute(items.insert().values(id=item_id, owner_library=owner[:32], **values))
+    from .engine import apply_event as engine_apply_event  # engine imports this module
+
+    engine_apply_event(conn, cabinet_id, event, now, versions)
 
 
 def _record_conflict(conn: Connection, cabinet_id: str, kind: str, kept: CabinetEvent,
@@ -414,13 +389,15 @@ def _reader_loans(conn: Connection, reader_id: str) -> int:
 
 
 def resolve_reader(conn: Connection, cabinet_row: Row[Any], query: ReaderQuery,
-                   now: datetime) -> ReaderReply:
+                   now: datetime, *, policy: credit.CreditPolicy = credit.DEFAULT_POLICY
+                   ) -> ReaderReply:
     """Who a credential presented at a cabinet belongs to, with a fresh signed grant.
 
     Exactly one of ``card_hash`` and ``reader_id`` must be given (ValueError otherwise; HTTP
-    422). A blocked or expired reader gets no grant; an ``ok`` one gets a grant per its
-    tier (:data:`TIERS`), stored in ``grants`` so that the next sync of any cabinet carries
-    it too. Raises :class:`CabinetMismatch` when the query names another cabinet.
+    422). A blocked, suspended or expired reader gets no grant; an ``ok`` one gets a grant
+    per the credit ``policy`` (:func:`server.credit.issue_grant`: its tier, raised by its
+    history), stored in ``grants`` so that the next sync of any cabinet carries it too.
+    Raises :class:`CabinetMismatch` when the query names another cabinet.
     """
     now = _utc(now)
     if query.cabinet_id != cabinet_row.id:
@@ -440,17 +417,7 @@ def resolve_reader(conn: Connection, cabinet_row: Row[Any], query: ReaderQuery,
             "expired" if reader.status == "expired" else "blocked")
         return ReaderReply(status=status, reader_id=reader.id, display_name=reader.display_name,
                            role=role, loans=loans, message=f"reader is {status}")
-    tier_name = reader.tier if reader.tier in TIERS else "new"
-    tier = TIERS[tier_name]
-    keys.ensure_key(conn, now)
-    key_id, private = keys.signing_key(conn)
-    grant = sign_grant(grant_id=uuid_mod.uuid4().hex, reader_id=reader.id, tier=tier_name,
-                       max_loans=tier.max_loans, offline_allowance=tier.offline_allowance,
-                       issued_at=now, expires_at=now + GRANT_TTL, key_id=key_id,
-                       private_key=private)
-    conn.execute(grants.insert().values(grant_id=grant.grant_id, reader_id=reader.id,
-                                        signed=grant.model_dump(mode="json"), issued_at=now,
-                                        expires_at=grant.expires_at, suspended=False))
+    grant = credit.issue_grant(conn, reader.id, now, policy=policy)
     _log.info("resolve at %s: reader %s ok, grant %s", cabinet_row.id, log_id(reader.id),
               grant.grant_id)
     return ReaderReply(status="ok", reader_id=reader.id, display_name=reader.display_name,

@@ -35,7 +35,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ROLES", "UtcDateTime", "audit", "branches", "cabinet_nonces", "cabinets", "deny_list", "events",
-    "exceptions", "grants", "items", "libraries", "metadata", "readers", "server_keys",
+    "exceptions", "grants", "items", "libraries", "metadata", "reader_tokens", "readers", "server_keys",
     "staff", "staff_tokens",
 ]
 
@@ -117,6 +117,9 @@ cabinets = Table(
     Column("last_sync_at", UtcDateTime(), nullable=True),
     Column("clock_offset_s", Float, nullable=True),
     Column("deny_version_sent", BigInteger, nullable=False, default=0),
+    # items this cabinet may lend on credit while unsynced (the kiosk's policy value); the
+    # fleet's worst-case offline exposure is the sum over active cabinets (server.credit)
+    Column("offline_exposure_cap", Integer, nullable=False, default=20, server_default="20"),
 )
 
 #: Every event a cabinet sent, exactly once: (cabinet, seq) and uuid are both unique.
@@ -179,6 +182,21 @@ readers = Table(
     Column("status", String(16), nullable=False, default="ok"),  # ok | blocked | expired
     Column("home_branch_id", String(64), ForeignKey("branches.id"), nullable=True),
     Column("registered_at", UtcDateTime(), nullable=False),
+    # 秒办证 (server.credit): the phone only as a peppered hash (like id_number_hash), and the
+    # third-party credit score the tier was chosen from (None: no score)
+    Column("phone_hash", String(64), nullable=True),
+    Column("credit_score", Integer, nullable=True),
+)
+
+#: Bearer tokens of readers' phones (the electronic card), stored hashed; a separate table
+#: from ``staff_tokens`` so a reader token can never act as a staff session or vice versa.
+reader_tokens = Table(
+    "reader_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("reader_id", String(64), ForeignKey("readers.id"), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Index("ix_reader_tokens_reader", "reader_id"),
 )
 
 items = Table(

@@ -293,6 +293,8 @@ def _reset(engine: Engine) -> None:
         conn.execute(delete(exceptions))
         conn.execute(delete(events))
         conn.execute(delete(items))
+        conn.execute(delete(deny_list))  # the engine's overdraft rule writes these two
+        conn.execute(update(grants).values(suspended=False))
         conn.execute(update(cabinets).values(applied_through=0))
 
 
@@ -314,6 +316,9 @@ def test_any_delivery_order_ends_in_the_in_order_state(engine: Engine, data: st.
     _reset(engine)
     send(engine, batch_of(evs))
     expected = (stored_events(engine), item_state(engine))
+    # the engine flags conflicts of the script itself (two loans of one item …): the same
+    # ones must come out whatever the delivery order
+    expected_exceptions = sorted((r.kind, r.item_id or "") for r in exception_rows(engine))
 
     _reset(engine)
     high = 0
@@ -328,7 +333,8 @@ def test_any_delivery_order_ends_in_the_in_order_state(engine: Engine, data: st.
     reply = send(engine, batch_of(evs[high:]))
     assert (reply.applied_through, reply.gap_from) == (n, None)
     assert (stored_events(engine), item_state(engine)) == expected
-    assert exception_rows(engine) == []
+    assert sorted((r.kind, r.item_id or "") for r in exception_rows(engine)) == \
+        expected_exceptions
 
 
 def cabinet_exists(engine: Engine) -> bool:

@@ -26,11 +26,13 @@ from sqlalchemy import Engine, insert
 
 from server.app import create_app
 from server.db import write_tx
+from server.routes_readers import current_reader
 from server.schema import ROLES, cabinets
 from server.security import ALL_PERMISSIONS, PERMISSIONS, cabinet_request, current_staff, require
 from server.settings import Settings
 from syncproto import signing
 from syncproto.grants import generate_keypair
+from tests.server.test_credit import id_number
 from tests.server.test_security import (
     BRANCH,
     LIBRARY,
@@ -48,6 +50,7 @@ from tests.server.test_security import (
 PUBLIC = "public"  # anyone, no credentials
 AUTHENTICATED = "authenticated"  # any logged-in staff member, whatever the role
 CABINET = "cabinet"  # a request signed by a registered, active cabinet
+READER = "reader"  # a reader's phone token (no caller here holds one: see tests/server/test_credit.py)
 
 #: (method, path) → who may call it. A new route must be added here (the test says so).
 ROUTE_DECISIONS: dict[tuple[str, str], str] = {
@@ -62,6 +65,13 @@ ROUTE_DECISIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/audit"): "audit.read",
     ("POST", "/v1/sync"): CABINET,
     ("POST", "/v1/readers/resolve"): CABINET,
+    ("GET", "/api/exceptions"): "circulation.read",
+    ("POST", "/api/exceptions/{exception_id}/resolve"): "exceptions.resolve",
+    ("POST", "/api/readers/register"): PUBLIC,
+    ("GET", "/api/readers/me/qr"): READER,
+    ("POST", "/api/readers/{reader_id}/block"): "readers.manage",
+    ("POST", "/api/readers/{reader_id}/unblock"): "readers.manage",
+    ("GET", "/api/credit/exposure"): "cabinets.read",
 }
 
 PASSWORD = "correct horse battery"
@@ -85,7 +95,41 @@ EXAMPLES: dict[tuple[str, str], Callable[[int], dict[str, Any]]] = {
     # signed cabinet routes: any JSON gets past the signature check (then 4xx of its own)
     ("POST", "/v1/sync"): lambda i: {"json": {}},
     ("POST", "/v1/readers/resolve"): lambda i: {"json": {}},
+    ("GET", "/api/exceptions"): lambda i: {"params": {"status": "open"}},
+    # "_url": the concrete path, made with the test's engine (a fresh open exception)
+    ("POST", "/api/exceptions/{exception_id}/resolve"): lambda i: {
+        "_url": _open_exception, "json": {"action": "acknowledge", "note": f"call {i}"}},
+    ("POST", "/api/readers/register"): lambda i: {"json": {"display_name": f"reader {i}",
+                                                           "id_number": id_number(i)}},
+    ("GET", "/api/readers/me/qr"): lambda i: {},
+    ("POST", "/api/readers/{reader_id}/block"): lambda i: {
+        "_url": lambda engine: _matrix_reader(engine) + "/block", "json": {"reason": "matrix"}},
+    ("POST", "/api/readers/{reader_id}/unblock"): lambda i: {
+        "_url": lambda engine: _matrix_reader(engine) + "/unblock"},
+    ("GET", "/api/credit/exposure"): lambda i: {},
 }
+
+
+def _matrix_reader(engine: Engine) -> str:
+    """A fresh reader to block or unblock: the URL prefix of its endpoints."""
+    from server.schema import readers
+
+    reader_id = f"R-matrix-{next(_serial)}"
+    with write_tx(engine) as conn:
+        conn.execute(insert(readers).values(id=reader_id, display_name="matrix", role="reader",
+                                            tier="new", status="ok", registered_at=T0))
+    return f"/api/readers/{reader_id}"
+
+
+def _open_exception(engine: Engine) -> str:
+    """A fresh open exception to resolve: the URL of its resolve endpoint."""
+    from server.schema import exceptions
+
+    with write_tx(engine) as conn:
+        new_id = conn.execute(insert(exceptions).values(
+            kind="role_matrix", evidence={}, actions=["acknowledge"], status="open",
+            created_at=T0).returning(exceptions.c.id)).scalar_one()
+    return f"/api/exceptions/{new_id}/resolve"
 
 CALLERS = ("anonymous", "expired", *ROLES, "cabinet")
 
@@ -121,6 +165,8 @@ def _declared(route: Any) -> str:
             found.add(permission)
         elif call is current_staff:
             found.add(AUTHENTICATED)
+        elif call is current_reader:
+            found.add(READER)
         for sub in getattr(dependant, "dependencies", ()):
             walk(sub)
 
@@ -165,7 +211,7 @@ def test_every_route_has_a_permission_decision(tmp_path: Path) -> None:
     assert sorted(set(ROUTE_DECISIONS) - served) == [], "decisions for routes that do not exist"
     assert set(EXAMPLES) == set(ROUTE_DECISIONS)
     for decision in ROUTE_DECISIONS.values():
-        assert decision in (PUBLIC, AUTHENTICATED, CABINET) or decision in ALL_PERMISSIONS
+        assert decision in (PUBLIC, AUTHENTICATED, CABINET, READER) or decision in ALL_PERMISSIONS
 
 
 def test_every_route_declares_the_decision_of_the_table(tmp_path: Path) -> None:
@@ -183,6 +229,8 @@ def _expected(decision: str, caller: str) -> str:
         return "allow"
     if decision == CABINET:
         return "allow" if caller == "cabinet" else "401"
+    if decision == READER:
+        return "401"
     if caller in ("anonymous", "expired", "cabinet"):
         return "401"
     if decision == AUTHENTICATED or decision in PERMISSIONS[caller]:
@@ -208,6 +256,7 @@ def test_every_caller_gets_exactly_what_permissions_say(engine: Engine) -> None:
             decision = ROUTE_DECISIONS[(method, path)]
             for caller in CALLERS:
                 request = EXAMPLES[(method, path)](next(_serial))
+                url = request.pop("_url", lambda _engine: path)(engine)
                 headers: dict[str, str] = {}
                 if caller in ROLES:
                     headers = bearer(token_for(engine, staff_ids[caller], clock.now))
@@ -216,11 +265,11 @@ def test_every_caller_gets_exactly_what_permissions_say(engine: Engine) -> None:
                                                clock.now - timedelta(seconds=TTL_S + 1)))
                 elif caller == "cabinet":
                     content = json.dumps(request.pop("json", {})).encode()
-                    headers = signing.sign_request(method, path, content, cabinet_id="cab-matrix",
+                    headers = signing.sign_request(method, url, content, cabinet_id="cab-matrix",
                                                    private_key=private, now=clock.now)
                     headers["Content-Type"] = "application/json"
                     request["content"] = content
-                response = client.request(method, path, headers=headers, **request)
+                response = client.request(method, url, headers=headers, **request)
                 calls += 1
                 want = _expected(decision, caller)
                 got = response.status_code
@@ -239,6 +288,8 @@ def test_every_caller_gets_exactly_what_permissions_say(engine: Engine) -> None:
                     assert caller in body["detail"] and decision in body["detail"], where
                 elif decision == CABINET:  # a bearer token is no signature
                     assert body["error"] == "missing_header", where
+                elif decision == READER:  # a staff token is no reader token
+                    assert body["error"] in ("missing_token", "invalid_token"), where
                 elif caller == "expired":
                     assert body["error"] == "expired_token", where
                 else:
