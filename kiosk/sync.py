@@ -447,16 +447,22 @@ class SyncAgent:
                 outcome = SyncOutcome(False, 0, 0, str(exc))
             if self._stop.is_set():
                 break
-            if outcome.ok:
-                self._wake.wait(self.interval_s)
-            else:
-                self._stop.wait(self._backoff_delay(self.failures))
+            try:
+                if outcome.ok:
+                    self._wake.wait(self.interval_s)
+                else:
+                    self._stop.wait(self._backoff_delay(self.failures))
+            except Exception:  # noqa: BLE001 - the thread must outlive any bug of its own
+                _log.exception("sync: waiting between rounds failed")
+                self._stop.wait(self.backoff[1])
 
     def _backoff_delay(self, failures: int) -> float:
         """Exponential backoff with "equal jitter": cabinets that lost the server together
         must not all come back in the same instant."""
         first, cap = self.backoff
-        delay = min(cap, first * 2 ** max(0, failures - 1))
+        # the exponent is capped: a cabinet offline for a week fails thousands of times, and
+        # 2.0 ** 1100 no longer fits a float (this once killed the sync thread)
+        delay = min(cap, first * 2.0 ** min(max(0, failures - 1), 60))
         return random.uniform(delay / 2, delay)
 
     def close(self) -> None:

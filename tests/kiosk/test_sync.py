@@ -552,3 +552,14 @@ def test_agent_fills_any_gaps(shared_server: StandinServer, n: int, dropped: set
         # One batch carries all; every loss shows up as one gap, filled by one re-send.
         assert outcome.sent == n + (n - min(lost) + 1 if lost else 0)
         assert led.acked_through() == n
+
+
+def test_backoff_stays_bounded_after_a_week_of_failures(make_agent: Callable[..., SyncAgent]) -> None:
+    """A cabinet offline for a week fails thousands of times; the backoff stays at its cap
+    (an unbounded 2 ** failures once overflowed and killed the sync thread)."""
+    agent = make_agent()
+    first, cap = agent.backoff
+    for failures in (1, 2, 10, 1100, 10**6):
+        delay = agent._backoff_delay(failures)
+        assert first / 2 <= delay <= cap
+    assert agent._backoff_delay(10**6) >= cap / 2
