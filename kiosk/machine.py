@@ -262,10 +262,6 @@ class _Session:
     resolved_at: float | None = None
     loans: int = 0
     hold_doors: tuple[int, ...] = ()
-    # uid → door: tags this session's commits recorded as arriving in a door. One of them
-    # then missing from another door was moved between two open doors: neither a loan nor
-    # an alarm (the door it went to has already taken it in).
-    placed: dict[str, int] = field(default_factory=dict)
 
 
 class MachineError(ValueError):
@@ -290,6 +286,14 @@ class Machine:
         self.fill = {n: (fill or {}).get(n, 0) for n in self.doors}
         self.session: _Session | None = None
         self.runs: dict[int, _DoorRun] = {}
+        # Doors whose count failed: the ledger no longer knows what is inside, so the next
+        # count would charge whoever opens the door next with what the last person took.
+        # Out of service until a count commits (``recover`` is the way back).
+        self.uncounted: set[int] = set()
+        # uid → the door whose count last saw the tag. A tag then missing from another door's
+        # known contents was moved between two doors (two open at once, or a door counted
+        # late): neither a loan nor an alarm there, the other door has it.
+        self._placed: dict[str, int] = {}
         self._now = 0.0
 
     # ------------------------------------------------------------ queries
@@ -388,7 +392,7 @@ class Machine:
         # One unlock per door (the shell may list a door once per hold in it), and never a
         # door already in a run: a door forced open meanwhile is counted as stray first.
         s.hold_doors = tuple(dict.fromkeys(
-            d for d in event.hold_doors if d in self.doors
+            d for d in event.hold_doors if d in self.doors and d not in self.uncounted
             and (d not in self.runs or self.runs[d].phase == "done")))
         out.append(Notify("borrow.choose_door", {"offline": event.patron.offline,
                                                  "hold_doors": list(s.hold_doors)}))
@@ -407,6 +411,7 @@ class Machine:
     def _door_for_return(self, accessible: bool) -> int | None:
         """The emptiest-relative door with room; accessible doors first when asked."""
         free = [n for n, d in self.doors.items() if self.fill.get(n, 0) < d.capacity
+                and n not in self.uncounted
                 and (n not in self.runs or self.runs[n].phase == "done")]
         if not free:
             return None
@@ -426,6 +431,8 @@ class Machine:
         run = self.runs.get(door)
         if run is not None and run.phase != "done":
             raise MachineError(f"door {door} is already open")
+        if door in self.uncounted:
+            raise MachineError(f"door {door} is out of service until it is counted again")
         if (s.resolved_at is not None
                 and now - s.resolved_at > self.policy.credential_ttl_s):
             out.append(Notify("refused.credential_expired"))
@@ -457,6 +464,10 @@ class Machine:
         # The intent stays open: recovery re-inventories the door (nothing was taken, or the
         # door opened after all and the inventory says what happened).
         run.phase = "done"
+        if run.purpose == "reopen":
+            # The ledger still holds the refused items the reader has and lacks the tags
+            # they were to take out: only a count with this session's rules may settle it.
+            self.uncounted.add(event.door)
         out.append(AlarmRaised("unlock_failed:" + (event.reason or "no answer"), event.door))
         out.append(Notify("door.unlock_failed", {"door": event.door}))
         s = self.session
@@ -502,6 +513,7 @@ class Machine:
             return
         # The door's contents are unknown: leave the intent open for recovery to finish.
         run.phase = "done"
+        self.uncounted.add(event.door)
         out.append(AlarmRaised("inventory_failed:" + event.reason, event.door))
         out.append(Notify("door.inventory_failed", {"door": event.door}))
         self._maybe_end_return(out)
@@ -523,12 +535,12 @@ class Machine:
         purpose = run.purpose
         if rec is not None:
             kind, patron, session_id = rec.kind, rec.patron, rec.session
+        elif purpose == "stray" or s is None:  # nobody's: not the session's reader either
+            kind, patron, session_id = "stray", None, None
         else:
-            kind = "stray" if purpose == "stray" or s is None else s.kind
-            patron = s.patron if s is not None else None
-            session_id = s.id if s is not None else None
-        if s is not None and kind != "restock":
-            removed = [c for c in removed if s.placed.get(c.uid, ev.door) == ev.door]
+            kind, patron, session_id = s.kind, s.patron, s.id
+        if kind != "restock":
+            removed = [c for c in removed if self._placed.get(c.uid, ev.door) == ev.door]
 
         loans: list[str] = []
         returns: list[Content] = []
@@ -615,12 +627,13 @@ class Machine:
                     if t.uid not in pending]
         contents += [c for c in keep if c.uid not in present]
         self.fill[ev.door] = len(contents)
+        self.uncounted.discard(ev.door)
+        for uid in present:
+            if uid not in pending:  # a tag asked out is in no door's contents yet
+                self._placed[uid] = ev.door
         if s is not None:
             s.loans += len(loans)
             s.last_activity = now
-            for t in added:
-                if t.uid not in pending:
-                    s.placed[t.uid] = ev.door
         out.append(Commit(
             door=ev.door, session=session_id,
             reader_id=patron.reader_id if patron else None,
@@ -703,6 +716,10 @@ class Machine:
         it is open) with the rules of the session that opened it, never re-opening it.
 
         ``kind``: borrow | return | restock | stray (the intent's session kind).
+
+        Also the way back into service for a door in ``uncounted`` (its count failed, or its
+        re-open did not unlock). Call it while no session is active: ``patron`` must then be
+        the reader as they are now (loans committed since included).
         """
         if door not in self.doors:
             raise MachineError(f"no door {door} in this cabinet")

@@ -59,6 +59,8 @@ _log = logging.getLogger(__name__)
 #: How often board events are polled (a door close reaches the engine within this).
 POLL_INTERVAL_S = 0.05
 TICK_S = 0.5
+#: How often an out-of-service door (its count failed) is counted again while idle.
+UNCOUNTED_RETRY_S = 10.0
 
 
 def _b64(raw: bytes) -> str:
@@ -135,8 +137,11 @@ class KioskRuntime:
         self._subs: list[_Subscriber] = []
         self._subs_lock = threading.Lock()
         self._recent: deque[dict[str, Any]] = deque(maxlen=200)
-        self._event_ids = itertools.count(1)
+        # SSE ids keep growing across restarts, so a screen resuming with Last-Event-ID
+        # after a kiosk restart does not skip the new boot's messages
+        self._event_ids = itertools.count(int(clock() * 1000))
         self.recovery_report: list[dict[str, Any]] = []
+        self._last_uncounted_try = -UNCOUNTED_RETRY_S
         self.started_at: float | None = None
         self.resolver: CredentialResolver | None = None
         #: when the engine received each door's last close (for the close→commit benchmark)
@@ -359,6 +364,8 @@ class KioskRuntime:
         """Feed one event and every event its commands produce, depth first."""
         assert self.machine is not None
         todo: deque[Any] = deque([first])
+        if isinstance(first, mc.Tick):
+            self._retry_uncounted()
         while todo:
             event = todo.popleft()
             commands = self.machine.handle(event, self.mono())
@@ -653,16 +660,38 @@ class KioskRuntime:
             return False
         return any(s.lock == spec.lock and s.open for s in states)
 
-    def _recover(self) -> None:
-        """Finish every intent a crash left open by counting its door (see module doc)."""
+    def _retry_uncounted(self) -> None:
+        """Count again, while the cabinet is idle, a door whose count failed (or whose
+        re-open did not unlock): until then it is out of service (``Machine.uncounted``)."""
+        m = self.machine
+        if m is None or not m.uncounted or m.session is not None or m.open_doors():
+            return
+        now = self.mono()
+        if now - self._last_uncounted_try < UNCOUNTED_RETRY_S:
+            return
+        self._last_uncounted_try = now
+        self._recover(only=set(m.uncounted))
+
+    def _recover(self, only: set[int] | None = None) -> None:
+        """Finish every intent a crash left open by counting its door (see module doc);
+        ``only``: just these doors (a failed count retried while idle)."""
         assert self.ledger is not None and self.machine is not None
         intents = self.ledger.open_intents()
         latest: dict[int, Any] = {}
         for it in intents:  # an older intent of the same door is superseded by the newer
+            if only is not None and it.door not in only:
+                continue
             if it.door in latest:
                 self.ledger.void_intent(latest[it.door].id, "superseded")
             latest[it.door] = it
+        for door in sorted((only or set()) - set(latest)):  # no intent left: count as stray
+            latest[door] = None
         for door, it in sorted(latest.items()):
+            if it is None:
+                intent_id = self.ledger.open_intent(session=None, door=door, kind="stray",
+                                                    reader_id=None,
+                                                    context={"session_kind": "stray"})
+                it = next(i for i in self.ledger.open_intents() if i.id == intent_id)
             if door not in self.machine.doors:
                 self.ledger.void_intent(it.id, "door not in config")
                 continue

@@ -398,3 +398,25 @@ def test_bad_requests_get_clear_4xx_and_write_nothing(stack: Stack) -> None:
     assert kinds == ["session"]  # only the session's own end: nothing half-written
     assert h.get("/openapi.json").json()["paths"]["/api/session"]
     assert "/api/events" in h.get("/docs").text
+
+
+def test_event_stream_resumes_after_last_event_id(stack: Stack) -> None:
+    """A screen that reconnects with Last-Event-ID gets what it missed, in order."""
+    stack.server.add_reader(card=None, reader_id="R0015", display_name="f")
+    _borrow(stack, stack.server.issue_qr("R0015"), 2, 1)
+    stack.client.finish()
+    recent = stack.client.state()["recent"]
+    keys = [r["key"] for r in recent]
+    assert keys.index("door.open") < keys.index("borrow.loaned") < keys.index("session.ended")
+    cut = recent[keys.index("door.open")]["id"]
+    missed = [r["key"] for r in recent if r["id"] > cut]
+    got: list[str] = []
+    with httpx.stream("GET", stack.kiosk.url + "/api/events", timeout=10,
+                      headers={"Last-Event-ID": str(cut)}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                got.append(line[7:])
+            if len(got) == len(missed):
+                break
+    assert got == missed

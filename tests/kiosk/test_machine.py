@@ -3,8 +3,9 @@ state machine that runs it against a simulated physical cabinet."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import event as hyp_event
@@ -300,8 +301,8 @@ def test_return_accepts_own_and_network_books() -> None:
     assert commit.returns == (Content("u-B", "B", OWN), nb)
     assert commit.loans == () and commit.alarms == () and commit.reader_id is None
     assert set(commit.contents) == {A, B, nb}
-    assert notes(out)[-2:] == ["return.done", "session.finished"] or "return.done" in notes(out)
-    assert of(out, EndSession) == [EndSession("r1", "finished")]
+    assert "return.accepted" in notes(out) and notes(out)[-1] == "return.done"
+    assert out[-1] == EndSession("r1", "finished")
     assert cab.m.fill[1] == 3
 
 
@@ -513,6 +514,54 @@ def test_inventory_failure_bounded_retries_then_alarm_and_no_commit() -> None:
     assert of(cab(Finish()), EndSession)
 
 
+def test_door_whose_count_failed_is_out_of_service_until_recovered() -> None:
+    """The ledger no longer knows what is in the door: opening it for the next reader would
+    charge them with what the last one took."""
+    cab = Cab(fill={1: 2, 2: 3, 3: 3})
+    cab.login(R1)
+    cab(ChooseDoor(1))
+    cab.open_close(1)  # the reader took A
+    for _ in range(POLICY.inventory_retries + 1):
+        out = cab(InventoryFailed(1, "antenna"))
+    assert of(out, AlarmRaised) == [AlarmRaised("inventory_failed:antenna", 1)]
+    with pytest.raises(MachineError):
+        cab(ChooseDoor(1))
+    cab(Finish())
+    cab(BeginReturn("r1"))  # the emptiest door, but out of service
+    assert cab.m.runs[2].purpose == "return"
+    cab.open_close(2)
+    cab(InventoryResult(2, tags(B, C, D), known(B, C, D)))
+    cab.login(Patron(reader_id="R2", holds=frozenset({"H"})), hold_doors=(1,), sid="s3")
+    assert 1 not in cab.m.runs or cab.m.runs[1].phase == "done"  # the hold door stays shut
+    cab(Finish())
+    # the shell's recovery counts it with the failed session's rules
+    out = cab.m.recover(1, kind="borrow", session="s1", patron=R1, expect_back=(),
+                        door_open=False, now=cab.now)
+    assert out == [Inventory(1, 0)]
+    commit = one_commit(cab(InventoryResult(1, tags(C), known(A, C))))
+    assert commit.loans == ("A",) and commit.reader_id == "R1" and commit.session == "s1"
+    cab.login(R1, sid="s4")
+    assert of(cab(ChooseDoor(1)), Unlock)
+
+
+def test_failed_reopen_unlock_puts_the_door_out_of_service() -> None:
+    cab = Cab()
+    cab.login(Patron(reader_id="R1", loans=10, max_loans=10))
+    out = cab.borrow(1, [A, C], [C])
+    assert of(out, Unlock) == [Unlock(1, "reopen", "s1", "R1", ("A",))]
+    cab(UnlockDone(1, False, "jammed"))
+    with pytest.raises(MachineError):  # A is still recorded inside: not for another reader
+        cab(ChooseDoor(1))
+    assert of(cab(Finish()), EndSession)
+    cab.m.recover(1, kind="borrow", session="s1", patron=Patron(reader_id="R1", loans=10,
+                                                                 max_loans=10),
+                  expect_back=("A",), door_open=False, now=cab.now)
+    commit = one_commit(cab(InventoryResult(1, tags(C), known(A, C))))
+    assert commit.alarms == (("A", "refused_not_returned:put_back"),) and commit.loans == ()
+    cab.login(R1, sid="s2")
+    assert of(cab(ChooseDoor(1)), Unlock)
+
+
 def test_inventory_failure_ends_a_return_session() -> None:
     cab = Cab(policy=MachinePolicy(inventory_retries=0))
     cab(BeginReturn("r1"))
@@ -588,6 +637,8 @@ def test_stray_door_during_a_session_is_not_the_readers() -> None:
     cab(DoorClosed(3))
     commit = one_commit(cab(InventoryResult(3, (), known(A))))
     assert commit.loans == () and commit.alarms == (("A", "removed_without_session"),)
+    # a forced door is nobody's: its alarms are not filed under the reader's session
+    assert (commit.session, commit.reader_id, commit.grant_id) == (None, None, None)
 
 
 def test_items_moved_between_two_open_doors_are_not_loans() -> None:
@@ -668,11 +719,37 @@ SIM_POLICY = MachinePolicy(door_prompt_s=(30.0, 60.0), door_alarm_s=120.0, sessi
                            unlock_wait_s=15.0, own_library=OWN,
                            network_libraries=frozenset({OWN, NET}))
 COVERED = {"loan", "alarm", "removed", "world"}
+TRACE = bool(os.environ.get("KIOSK_SIM_TRACE"))  # print every event and command
+
+
+@dataclass
+class DoorCtx:
+    """What the shell wrote with a door's intent: the session it belongs to, its kind, the
+    patron as resolved (``granted``: loans committed under this patron snapshot since)."""
+
+    kind: str  # borrow | return | restock | stray
+    session: str | None
+    patron: Patron | None
+    unlock: Unlock | None
+    granted: list[int] = field(default_factory=lambda: [0])
 
 
 class CabinetSim(RuleBasedStateMachine):
     """The machine, the shell's duties (as kiosk.runtime must do them) and the physical
-    cabinet (doors holding real tags, people taking and putting them)."""
+    cabinet (doors holding real tags, people taking and putting them).
+
+    Checked at every Commit: a loan is a book that left this door and is in no door (or in
+    another door still open or uncounted, whose count takes it back), never a book a reader
+    was told to put back, a held book only for its reader, within max_loans − loans, the
+    grant's offline allowance and the cabinet's exposure cap; the contents committed are
+    the door's tags, plus refused books expected back, minus tags the reader is asked to
+    take out; a book leaving the ledger has a loan, an alarm or a manifest line; a Commit
+    only for a door with an Unlock (or a stray open), under the session that opened it.
+    After every step: nothing physically gone is unrecorded, and with every door closed and
+    counted each door's ledger contents are exactly its tags, none of them on loan.
+
+    Run with KIOSK_SIM_TRACE=1 to print every event and the commands it gave.
+    """
 
     policy = SIM_POLICY
 
@@ -693,15 +770,14 @@ class CabinetSim(RuleBasedStateMachine):
         self.unlatched: set[int] = set()  # lock pulsed, door not opened yet
         self.pending_unlock: set[int] = set()
         self.pending_inv: dict[int, int] = {}
-        self.live_intent: dict[int, Unlock] = {}
-        self.stray: set[int] = set()
-        self.recovery: set[int] = set()  # doors whose intent was left open (no Commit)
+        self.live: dict[int, DoorCtx] = {}  # doors with an intent (or a stray open) not yet committed
+        self.recovery: dict[int, DoorCtx] = {}  # doors whose count failed: ledger stale
         self.session: str | None = None
         self.kind: str | None = None
         self.at_screen: str | None = None
         self.pending_resolve: str | None = None
         self.patron: Patron | None = None
-        self.session_loans = 0
+        self.session_ctx: DoorCtx | None = None  # shared by the session's doors
         self.loans: dict[str, str] = {}  # item → reader
         self.holds = dict(HOLDS)
         self.grants = {r: f"g-{r}-0" for r in READERS}
@@ -719,9 +795,16 @@ class CabinetSim(RuleBasedStateMachine):
             assert user, f"a device event was refused: {ev}"
             assert _state(self.m) == before, f"MachineError changed the state: {ev}"
             return []
+        self._execute(ev, cmds)
+        return cmds
+
+    def _execute(self, ev: object, cmds: list[Command]) -> None:
+        if TRACE:
+            print(f"@{self.now:.1f} {ev}\n        -> " + "\n        -> ".join(
+                repr(c) for c in cmds if not isinstance(c, Notify) or c.key.startswith(
+                    ("borrow.put", "return.", "refused"))))
         for cmd in cmds:
             self._run(cmd, cmds)
-        return cmds
 
     def _run(self, cmd: Command, batch: list[Command]) -> None:
         if isinstance(cmd, Resolve):
@@ -730,35 +813,43 @@ class CabinetSim(RuleBasedStateMachine):
             d = cmd.door
             assert d in SIM_DOORS
             assert d not in self.opened, f"Unlock of door {d} which is open"
-            assert d not in self.live_intent, f"a second intent for door {d}"
-            assert d not in self.stray, f"Unlock of door {d} while it is counted as forced"
+            assert d not in self.live, f"a second intent for door {d}: {self.live[d]}"
+            assert d not in self.recovery, f"Unlock of door {d} whose count failed"
             assert cmd.session == self.session
             assert cmd.reader_id == (self.patron.reader_id if self.patron else None)
-            self.live_intent[d] = cmd
+            assert self.session_ctx is not None and self.kind is not None
+            self.live[d] = replace(self.session_ctx, unlock=cmd)
             self.pending_unlock.add(d)
         elif isinstance(cmd, Inventory):
             d = cmd.door
             assert d not in self.opened, f"Inventory of door {d} while it is open"
-            assert d in self.live_intent or d in self.stray
+            assert d in self.live
             self.pending_inv[d] = cmd.attempt
             self.unlatched.discard(d)  # nobody opened it: the lock latched again
             self.pending_unlock.discard(d)
         elif isinstance(cmd, Commit):
             self._commit(cmd, batch)
         elif isinstance(cmd, AlarmRaised):
-            if cmd.door is not None and cmd.reason.startswith(("unlock_failed", "inventory_failed")):
-                # the intent stays open for recovery: no Commit may come for it
-                assert self.live_intent.pop(cmd.door, None) is not None or cmd.door in self.stray
-                self.stray.discard(cmd.door)
-                self.recovery.add(cmd.door)  # the ledger no longer knows this door
+            d = cmd.door
+            if d is not None and cmd.reason.startswith("unlock_failed"):
+                # the intent stays open (recovery counts the door at the next start); the
+                # door did not open, so the ledger still knows what is inside, unless it was
+                # a re-open (refused items still recorded, foreign tags not yet)
+                ctx = self.live.pop(d)
+                assert ctx.kind != "stray" and ctx.unlock is not None
+                if ctx.unlock.purpose == "reopen":
+                    self.recovery[d] = ctx
+            elif d is not None and cmd.reason.startswith("inventory_failed"):
+                self.recovery[d] = self.live.pop(d)  # the ledger no longer knows this door
             elif cmd.reason == "door_opened_without_session":
-                assert cmd.door is not None and cmd.door in self.opened
-                self.stray.add(cmd.door)
+                assert d is not None and d in self.opened and d not in self.live
+                self.live[d] = DoorCtx("stray", None, None, None)
         elif isinstance(cmd, EndSession):
             assert cmd.session == self.session
-            assert not self.live_intent, f"session ended with doors still to count: {self.live_intent}"
+            left = {d: c for d, c in self.live.items() if c.session == cmd.session}
+            assert not left, f"session ended with doors still to count: {left}"
             self.session = self.kind = self.at_screen = self.pending_resolve = None
-            self.patron = None
+            self.patron = self.session_ctx = None
 
     def _acceptable(self, uid: str) -> bool:
         t = ALL_TAGS[uid]
@@ -767,10 +858,10 @@ class CabinetSim(RuleBasedStateMachine):
 
     def _commit(self, cm: Commit, batch: list[Command]) -> None:
         d = cm.door
-        assert d in self.live_intent or d in self.stray, f"Commit of door {d} with no Unlock"
-        intent = self.live_intent.pop(d, None)
-        was_stray = d in self.stray
-        self.stray.discard(d)
+        assert d in self.live, f"Commit of door {d} with no Unlock"
+        ctx = self.live.pop(d)
+        intent = ctx.unlock
+        was_stray = ctx.kind == "stray"
         reopen = next((u for u in batch if isinstance(u, Unlock) and u.door == d
                        and u.purpose == "reopen"), None)
         phys = {uid for uid, where in self.loc.items() if where == d}
@@ -784,11 +875,11 @@ class CabinetSim(RuleBasedStateMachine):
             assert item in UID_OF, f"a loan of something that is not a book: {item}"
             uid = UID_OF[item]
             where = self.loc[uid]
-            # in no door; or put into another door of this session that is yet to be
-            # counted (that count takes it back: see ``at_rest``)
-            assert where is None or (where != d and where in self.m.runs
-                                     and self.m.runs[where].phase != "done"
-                                     and where not in self.stray), \
+            # in no door; or put into another open door yet to be counted (whose count
+            # takes it back, or flags it if the door was forced: see ``at_rest``), or into
+            # a door whose count failed (the ledger cannot know: recovery's business)
+            assert where is None or where in self.recovery or (
+                where != d and where in self.m.runs and self.m.runs[where].phase != "done"), \
                 f"loan of {item}, which is in door {where}"
             assert uid in old, f"loan of {item}, which was not in door {d}"
             assert self.holds.get(item) in (None, cm.reader_id), f"held {item} lent to another"
@@ -796,11 +887,11 @@ class CabinetSim(RuleBasedStateMachine):
                 assert item not in intent.expect_back, f"{item} was to be put back, now lent"
         assert not alarm_items & set(cm.loans)
         if cm.loans:
-            p = self.patron
-            assert p is not None and not was_stray and self.kind == "borrow"
+            p = ctx.patron
+            assert p is not None and ctx.kind == "borrow"
             assert (cm.reader_id, cm.offline, cm.grant_id) == (p.reader_id, p.offline, p.grant_id)
-            self.session_loans += len(cm.loans)
-            assert self.session_loans <= max(0, p.max_loans - p.loans)
+            ctx.granted[0] += len(cm.loans)
+            assert ctx.granted[0] <= max(0, p.max_loans - p.loans)
             if cm.offline:
                 g = p.grant_id
                 assert g is not None
@@ -808,7 +899,8 @@ class CabinetSim(RuleBasedStateMachine):
                 assert self.offline_by_grant[g] <= self.allowance[g]
                 self.unsynced += len(cm.loans)
                 assert self.unsynced <= EXPOSURE_CAP
-        assert (cm.manifest is not None) == (self.kind == "restock" and not was_stray)
+        assert cm.session == ctx.session
+        assert (cm.manifest is not None) == (ctx.kind == "restock")
         # the contents committed: what is physically there, plus refused items expected
         # back, minus tags the reader was just asked to take out
         extra, missing = set(new) - phys, phys - set(new)
@@ -835,23 +927,28 @@ class CabinetSim(RuleBasedStateMachine):
                 self.status[item] = "alarm"
             elif item in removed:
                 self.status[item] = "removed"
-            else:
-                assert any(uid in self.ledger[o] for o in SIM_DOORS if o != d), \
+            else:  # moved to another door: that door's count took it in (and maybe out)
+                assert any(uid in self.ledger[o] for o in SIM_DOORS if o != d) or (
+                    self.status[item] in COVERED - {"world"}), \
                     f"{item} left door {d} with no loan, alarm or manifest"
         for r in cm.returns:
             assert r.uid in new and r.uid not in old and self._acceptable(r.uid)
             assert not was_stray
         for tag in ["loans"] * bool(cm.loans) + ["alarms"] * bool(cm.alarms) + [
                 "returns"] * bool(cm.returns) + ["reopen"] * bool(reopen) + [
-                f"commit-{self.kind}-stray{was_stray}"]:
+                f"commit-{ctx.kind}"] + ["recovered"] * (intent is not None
+                                                        and intent.purpose == "recovery"):
             hyp_event(tag)
         # apply, as the ledger's one transaction
         self.ledger[d] = new
-        self.recovery.discard(d)
+        self.recovery.pop(d, None)  # a stray count of a door whose count failed
         for uid, x in new.items():
             if x.item_id and ALL_TAGS[uid].item_id:
                 self.status[x.item_id] = "in"
                 self.loans.pop(x.item_id, None)
+        for item, why in cm.alarms:
+            if why == "appeared_without_session" and item:
+                self.loans.pop(item, None)  # flagged for the staff: the ledger's to settle
         for item in cm.loans:
             self.loans[item] = cm.reader_id or "?"
             if self.holds.get(item) == cm.reader_id:
@@ -883,13 +980,13 @@ class CabinetSim(RuleBasedStateMachine):
     # ------------------------------------------------------------ people and devices
     def _begin(self, ev: BeginSession | BeginReturn, kind: str, reader: str | None
                ) -> list[Command]:
-        saved = (self.session, self.kind, self.at_screen, self.patron, self.session_loans)
+        saved = (self.session, self.kind, self.at_screen, self.patron, self.session_ctx)
         self.session, self.kind, self.at_screen, self.patron = ev.session, kind, reader, None
-        self.session_loans = 0
+        self.session_ctx = DoorCtx(kind, ev.session, None, None)
         cmds = self._handle(ev, user=True)
         if not cmds:  # refused: another session or an open door
             assert saved[0] is not None or self.m.open_doors()
-            self.session, self.kind, self.at_screen, self.patron, self.session_loans = saved
+            self.session, self.kind, self.at_screen, self.patron, self.session_ctx = saved
         return cmds
 
     # One rule drives everything, with weights that follow the state: hypothesis' swarm
@@ -926,6 +1023,8 @@ class CabinetSim(RuleBasedStateMachine):
         if self._forcible() and self.w_force:
             w["force_door"] = self.w_force
         w["finish"] = self.w_finish if self.session is not None else 1
+        if self._recoverable():
+            w["recover"] = 4
         w["tick"] = 10
         w["sync"] = 3
         moves = [m for m, n in w.items() for _ in range(n)]
@@ -953,6 +1052,9 @@ class CabinetSim(RuleBasedStateMachine):
         self.patron = patron
         if patron.role == "staff":
             self.kind = "restock"
+        assert self.kind is not None and self.session is not None
+        self.session_ctx = DoorCtx(self.kind, self.session, patron, None)
+        busy = set(self.live) | set(self.recovery)
         cmds = self._handle(Resolved(patron, hold_doors))
         unlocked = [u.door for u in of(cmds, Unlock)]
         assert all(u.purpose == "hold" for u in of(cmds, Unlock))
@@ -960,12 +1062,13 @@ class CabinetSim(RuleBasedStateMachine):
         if patron.role == "staff":
             assert not unlocked
         else:  # exactly the hold doors the machine is free to open
-            assert set(unlocked) == {d for d in hold_doors if d not in self.stray}
+            assert set(unlocked) == {d for d in hold_doors if d not in busy}
 
     def _begin_return(self, data: st.DataObject) -> None:
         accessible = data.draw(st.booleans(), label="accessible")
         self.seq += 1
         free = [d for d, i in SIM_DOORS.items() if len(self.ledger[d]) < i.capacity
+                and d not in self.recovery
                 and (d not in self.m.runs or self.m.runs[d].phase == "done")]
         cmds = self._begin(BeginReturn(f"s{self.seq}", accessible), "return", None)
         if not cmds:
@@ -1059,6 +1162,25 @@ class CabinetSim(RuleBasedStateMachine):
         else:
             self._handle(self._inventory_event(d))
 
+    def _recoverable(self) -> list[int]:
+        if self.m.session is not None:  # the shell recovers while the cabinet is idle
+            return []
+        return [d for d in sorted(self.recovery) if d not in self.opened
+                and (d not in self.m.runs or self.m.runs[d].phase == "done")]
+
+    def _recover(self, data: st.DataObject) -> None:
+        """The shell finishes a door whose count failed, as its start-up recovery does
+        (kiosk.runtime): the intent's kind and reader, with a patron resolved afresh."""
+        d = data.draw(st.sampled_from(self._recoverable()), label="door")
+        ctx = self.recovery.pop(d)
+        patron = self._patron(ctx.patron.reader_id) if ctx.patron is not None else None
+        expect = ctx.unlock.expect_back if ctx.unlock is not None else ()
+        unlock = Unlock(d, "recovery", ctx.session, patron.reader_id if patron else None, expect)
+        self.live[d] = DoorCtx(ctx.kind, ctx.session, patron, unlock)
+        cmds = self.m.recover(d, kind=ctx.kind, session=ctx.session, patron=patron,
+                              expect_back=expect, door_open=False, now=self.now)
+        self._execute(f"recover({d})", cmds)
+
     def _finish(self, data: st.DataObject) -> None:
         self._handle(Finish(), user=True)
 
@@ -1114,7 +1236,7 @@ class CabinetSim(RuleBasedStateMachine):
         assert (s.id if s else None) == self.session
 
 
-CabinetSim.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+CabinetSim.TestCase.settings = settings(max_examples=400, stateful_step_count=80, deadline=None)
 test_cabinet_simulation = CabinetSim.TestCase
 
 
@@ -1122,6 +1244,6 @@ class CabinetSimTwoReopens(CabinetSim):
     policy = replace(SIM_POLICY, max_reopens=2, inventory_retries=0)
 
 
-CabinetSimTwoReopens.TestCase.settings = settings(max_examples=60, stateful_step_count=60,
+CabinetSimTwoReopens.TestCase.settings = settings(max_examples=150, stateful_step_count=60,
                                                   deadline=None)
 test_cabinet_simulation_two_reopens = CabinetSimTwoReopens.TestCase
