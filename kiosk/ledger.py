@@ -35,7 +35,10 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+
 from syncproto.messages import CabinetEvent, DenyDelta, HoldInfo, ItemInfo, SignedGrant
+
+from .machine import Content  # one type for "a tag in a door", shared with the machine
 
 __all__ = [
     "INTENT_KINDS",
@@ -191,13 +194,6 @@ class ContentLike(Protocol):
     def owner_library(self) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Content:
-    """One tag the ledger believes is in a door (uid as hex)."""
-
-    uid: str
-    item_id: str | None
-    owner_library: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
