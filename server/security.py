@@ -242,7 +242,9 @@ def _parse_hash(stored: object) -> tuple[int, int, int, bytes, bytes] | None:
     salt, digest = _b64d(parts[4]), _b64d(parts[5])
     if salt is None or digest is None or not _params_ok(n, r, p):
         return None
-    if not (16 <= len(salt) <= 64 and 16 <= len(digest) <= 64):
+    # exact lengths: scrypt's output for a shorter length is a prefix of the longer one, so
+    # a hash string with its tail cut off would otherwise still verify
+    if len(salt) != SALT_BYTES or len(digest) != HASH_BYTES:
         return None
     return n, r, p, salt, digest
 
