@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.kiosk_common import (  # noqa: E402
+    wait_until as _wait,
     BUS,
     SMALL,
     BoardTap,
@@ -53,14 +54,6 @@ from bench.kiosk_common import (  # noqa: E402
 GOAL = 1.10
 DOOR = 1
 INVENTORY_COMMANDS = ("Inventory", "ReadBlocks")
-
-
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.002)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -184,5 +184,14 @@ def machine_load() -> str:
     return f"{os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min)"
 
 
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 2 ms; TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.002)
+
+
 def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"

@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.kiosk_common import (  # noqa: E402
+    wait_until as _wait,
     BUS,
     SMALL,
     BoardTap,
@@ -46,14 +47,6 @@ from bench.kiosk_common import (  # noqa: E402
 )
 
 GOAL_P99_S = 0.150
-
-
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.002)
 
 
 def main(argv: list[str] | None = None) -> int:
