@@ -139,8 +139,8 @@ class CredentialResolver:
             verify_grant(grant, self.keys(), now, skew_s=self.skew_s)
         except GrantError as exc:
             return ResolveRefused("grant_" + exc.reason)
-        if token_grant is not None:
-            self.ledger.put_grants([grant])
+        if token_grant is not None and self.ledger.grant(reader_id) != grant:
+            self.ledger.put_grants([grant])  # only when new: each write is an fsync
         used = self.ledger.offline_loans(reader_id, grant.grant_id)
         allowance = min(grant.offline_allowance, self.offline_allowance)
         patron = Patron(reader_id=reader_id, role="reader", loans=loans + used,
