@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -48,6 +47,8 @@ from syncproto.messages import (
     SyncBatch,
     SyncReply,
 )
+
+from .serve import serve_in_thread
 
 __all__ = ["StandinServer"]
 
@@ -115,7 +116,7 @@ class StandinServer:
         self._key_id = ""
         self.rotate_key()
         self.app = self._build_app()
-        self._server: uvicorn.Server | None = None
+        self._server: Any = None
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -142,20 +143,7 @@ class StandinServer:
             sock.close()
             raise
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=1, access_log=False)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                                  name=f"standin-server:{self._port}", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10.0
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                thread.join(2.0)
-                sock.close()
-                raise RuntimeError(f"stand-in server did not start on {self.host}:{self._port}")
-            time.sleep(0.01)
+        server, thread = serve_in_thread(self.app, sock, name=f"standin-server:{self._port}")
         self._server, self._thread = server, thread
         return self
 

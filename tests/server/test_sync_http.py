@@ -27,6 +27,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from kiosk.ledger import Ledger, NewEvent
 from kiosk.sync import SyncAgent
+from lendbox.serve import serve_in_thread
 from server import ingest, keys
 from server.app import create_app
 from server.db import make_engine, write_tx
@@ -68,20 +69,8 @@ class ServerProcess:
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         self.engine = make_engine(self.db_url)
-        config = uvicorn.Config(self._app(self.engine), log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=1, access_log=False)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                                  name=f"{_THREAD}{self.port}", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                thread.join(2)
-                sock.close()
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
+        server, thread = serve_in_thread(self._app(self.engine), sock, lifespan="on",
+                                         name=f"{_THREAD}{self.port}")
         self._server, self._thread, self._sock = server, thread, sock
         return self
 
