@@ -364,6 +364,10 @@ def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: dat
         _record(conn, item_id, finding, state, now, me)
     _write_state(conn, item_id, state, versions, _str(event.payload, "owner_library") or "")
     if event.kind == "loan":
+        # for rotation's "not borrowed for N days": the newest loan wins whatever the order
+        at = event.at.astimezone(UTC)
+        conn.execute(update(items).where(items.c.id == item_id, or_(
+            items.c.last_loan_at.is_(None), items.c.last_loan_at < at)).values(last_loan_at=at))
         _check_loan(conn, cabinet_id, event, item_id, now, holds)
 
 

@@ -169,9 +169,14 @@ def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: dat
     Delegates to the circulation engine (:func:`server.engine.apply_event`): item state
     machine, causal order across cabinets, conflicts into the staff exceptions queue.
     """
-    from .engine import apply_event as engine_apply_event  # engine imports this module
+    # engine, holds and routing import this module
+    from . import holds, routing
+    from .engine import apply_event as engine_apply_event
 
-    engine_apply_event(conn, cabinet_id, event, now, versions)
+    engine_apply_event(conn, cabinet_id, event, now, versions, holds=holds.holder_of)
+    # holds first: a returned book a waiting hold takes does not go home
+    holds.after_event(conn, cabinet_id, event, now)
+    routing.after_event(conn, cabinet_id, event, now)
 
 
 def _record_conflict(conn: Connection, cabinet_id: str, kind: str, kept: CabinetEvent,
@@ -350,6 +355,8 @@ def apply_batch(conn: Connection, cabinet_row: Row[Any], batch: SyncBatch,
     lock) inside one write transaction. Raises :class:`CabinetMismatch` when the batch or an
     event names another cabinet.
     """
+    from . import holds
+
     now = _utc(now)
     cabinet_id: str = cabinet_row.id
     if batch.cabinet_id != cabinet_id or any(e.cabinet_id != cabinet_id for e in batch.events):
@@ -360,6 +367,10 @@ def apply_batch(conn: Connection, cabinet_row: Row[Any], batch: SyncBatch,
                   now)
     applied_through, gap_from = _apply_pending(conn, cabinet_id,
                                                int(cabinet_row.applied_through), now)
+    if batch.inventory:
+        from . import inventory
+
+        inventory.store_snapshots(conn, cabinet_id, batch.inventory, now)
 
     keys.ensure_key(conn, now)
     trusted = keys.trusted(conn)
@@ -369,9 +380,7 @@ def apply_batch(conn: Connection, cabinet_row: Row[Any], batch: SyncBatch,
         applied_through=applied_through, gap_from=gap_from, server_time=now,
         grants=_grants_delta(conn, batch, trusted, now), deny=deny, items=item_infos,
         items_version=items_version,
-        # Holds come with a later slice (there is no holds table yet); until then the
-        # server's list of holds for every cabinet is, truthfully, empty.
-        holds=[],
+        holds=holds.for_cabinet(conn, cabinet_id),
         trusted_keys=trusted,
     )
     conn.execute(update(cabinets).where(cabinets.c.id == cabinet_id).values(

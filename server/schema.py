@@ -31,12 +31,14 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
-    "ROLES", "UtcDateTime", "audit", "branches", "cabinet_nonces", "cabinets", "deny_list", "events",
-    "exceptions", "grants", "items", "libraries", "metadata", "reader_tokens", "readers", "server_keys",
-    "staff", "staff_tokens",
+    "ROLES", "UtcDateTime", "audit", "branches", "cabinet_nonces", "cabinets", "collection_profiles",
+    "deny_list", "door_snapshots", "events", "exceptions", "grants", "holds", "items", "libraries",
+    "metadata", "notifications", "ratings", "reader_tokens", "readers", "recommendations",
+    "restock_tasks", "server_keys", "staff", "staff_tokens", "transits",
 ]
 
 #: Staff roles, most powerful first (docs/server.md has the permission matrix).
@@ -101,6 +103,8 @@ branches = Table(
     Column("library_isil", String(32), ForeignKey("libraries.isil"), nullable=False),
     Column("parent_id", String(64), ForeignKey("branches.id"), nullable=True),
     Column("floating", Boolean, nullable=False, default=False),
+    # people the branch serves (参与率 = distinct readers ÷ population); None: unknown
+    Column("population", Integer, nullable=True),
 )
 
 cabinets = Table(
@@ -120,6 +124,8 @@ cabinets = Table(
     # items this cabinet may lend on credit while unsynced (the kiosk's policy value); the
     # fleet's worst-case offline exposure is the sum over active cabinets (server.credit)
     Column("offline_exposure_cap", Integer, nullable=False, default=20, server_default="20"),
+    # slots for books (utilisation, rotation sizing); 0: unknown
+    Column("capacity", Integer, nullable=False, default=0, server_default="0"),
 )
 
 #: Every event a cabinet sent, exactly once: (cabinet, seq) and uuid are both unique.
@@ -214,6 +220,10 @@ items = Table(
     Column("borrower_id", String(64), ForeignKey("readers.id"), nullable=True),
     Column("due", String(10), nullable=True),
     Column("version", BigInteger, nullable=False, default=0),  # the item-cache delta version
+    Column("isbn", String(17), nullable=True),
+    Column("acquired_at", UtcDateTime(), nullable=True),  # recent acquisitions (rotation)
+    Column("damaged", Boolean, nullable=False, default=False, server_default=false()),
+    Column("last_loan_at", UtcDateTime(), nullable=True),  # stale stock (rotation)
 )
 
 #: Signing keys of the server (grants, QR tokens): the current and the previous are trusted.
@@ -280,3 +290,133 @@ audit = Table(
     Column("detail", JSON, nullable=False),
 )
 
+
+
+# ----------------------------------------------------------------------------- revision 0003
+
+#: Holds (预约): a reader wants ``item_id`` at ``pickup_cabinet_id``. ``waiting``: the item is
+#: not free yet; ``assigned``: the item is reserved and on a restock list to be loaded;
+#: ``ready``: it is in the pickup cabinet (the cabinet gets it as a HoldInfo); then
+#: ``collected``, ``cancelled`` or ``expired`` (an uncollected hold goes back).
+holds = Table(
+    "holds", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reader_id", String(64), ForeignKey("readers.id"), nullable=False),
+    Column("item_id", String(64), ForeignKey("items.id"), nullable=False),
+    Column("pickup_cabinet_id", String(64), ForeignKey("cabinets.id"), nullable=False),
+    Column("status", String(16), nullable=False, default="waiting"),
+    Column("placed_at", UtcDateTime(), nullable=False),
+    Column("assigned_at", UtcDateTime(), nullable=True),
+    Column("ready_at", UtcDateTime(), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=True),  # pickup deadline once ready
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Index("ix_holds_item_status", "item_id", "status"),
+    Index("ix_holds_cabinet_status", "pickup_cabinet_id", "status"),
+    Index("ix_holds_reader", "reader_id"),
+)
+
+#: The restock list: what staff of the cabinet's servicing branch load into (``load``) or take
+#: out of (``unload``) a cabinet, and why (``hold``, ``transit_home``, ``rotation_in``,
+#: ``rotation_out``, ``misplaced``). A restock manifest from the cabinet closes tasks.
+restock_tasks = Table(
+    "restock_tasks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cabinet_id", String(64), ForeignKey("cabinets.id"), nullable=False),
+    Column("item_id", String(64), nullable=False),
+    Column("action", String(8), nullable=False),  # load | unload
+    Column("reason", String(16), nullable=False),
+    Column("ref", String(64), nullable=False, default=""),  # e.g. "hold:12", "transit:3"
+    Column("status", String(12), nullable=False, default="open"),  # open | done | cancelled
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Index("ix_restock_tasks_cabinet_status", "cabinet_id", "status"),
+    Index("ix_restock_tasks_item", "item_id", "status"),
+)
+
+#: Cross-branch returns (通借通还) going home: ``waiting_pickup`` in the cabinet it was returned
+#: to, ``in_transit`` once staff took it out, ``received`` at its home branch.
+transits = Table(
+    "transits", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(64), nullable=False),
+    Column("from_cabinet_id", String(64), ForeignKey("cabinets.id"), nullable=False),
+    Column("to_branch_id", String(64), ForeignKey("branches.id"), nullable=True),
+    Column("to_library", String(32), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="waiting_pickup"),
+    Column("return_uuid", String(36), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("picked_up_at", UtcDateTime(), nullable=True),
+    Column("received_at", UtcDateTime(), nullable=True),
+    Index("ix_transits_item_status", "item_id", "status"),
+)
+
+#: The last inventory a cabinet reported per door: ``items`` is ``[{item_id, owner_library}]``.
+door_snapshots = Table(
+    "door_snapshots", metadata,
+    Column("cabinet_id", String(64), ForeignKey("cabinets.id"), primary_key=True),
+    Column("door", Integer, primary_key=True),
+    Column("taken_at", UtcDateTime(), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("unreadable", Integer, nullable=False, default=0),
+    Column("received_at", UtcDateTime(), nullable=False),
+)
+
+#: Purchase recommendations (荐购): need → review → ordered → shelved (or rejected).
+#: ``history`` is ``[{status, at, by, note}]``, shown to the reader.
+recommendations = Table(
+    "recommendations", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reader_id", String(64), ForeignKey("readers.id"), nullable=False),
+    Column("isbn", String(17), nullable=True),
+    Column("title", String(300), nullable=False, default=""),
+    Column("note", String(500), nullable=False, default=""),
+    Column("status", String(12), nullable=False, default="need"),
+    Column("item_id", String(64), nullable=True),  # the copy once shelved
+    Column("history", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_recommendations_reader", "reader_id"),
+)
+
+#: Satisfaction ratings (满意率) after a transaction: from a cabinet's ``rating`` event
+#: (``event_uuid`` set, exactly once) or the reader's phone.
+ratings = Table(
+    "ratings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_uuid", String(36), nullable=True, unique=True),
+    Column("reader_id", String(64), nullable=True),
+    Column("cabinet_id", String(64), nullable=True),
+    Column("session", String(64), nullable=True),
+    Column("score", Integer, nullable=False),  # 1..5
+    Column("comment", String(500), nullable=False, default=""),
+    Column("at", UtcDateTime(), nullable=False),
+)
+
+#: Notifications to readers ("hold ready", "due soon"), an outbox the pluggable sender drains;
+#: (kind, reader, ref) is unique so the same notice is never queued twice.
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reader_id", String(64), ForeignKey("readers.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # hold_ready | due_soon
+    Column("ref", String(64), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    Column("sender", String(32), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", String(300), nullable=True),
+    UniqueConstraint("kind", "reader_id", "ref"),
+    Index("ix_notifications_pending", "sent_at"),
+)
+
+#: A cabinet's collection profile (rotation): themes as 中图法 class letters with a share,
+#: e.g. ``{"K": 0.3, "I": 0.4}``; ``stale_days``: not borrowed for this long → take out.
+collection_profiles = Table(
+    "collection_profiles", metadata,
+    Column("cabinet_id", String(64), ForeignKey("cabinets.id"), primary_key=True),
+    Column("themes", JSON, nullable=False),
+    Column("per_door", Integer, nullable=False, default=10),
+    Column("stale_days", Integer, nullable=False, default=60),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

@@ -112,6 +112,7 @@ ALL_PERMISSIONS: dict[str, str] = {
     "readers.manage": "block, grants",
     "audit.read": "read the audit log",
     "network.manage": "libraries and branches of the network",
+    "collection.manage": "restock lists, transits, holds, rotation, 荐购 review",
 }
 
 #: Role → what it may do. The only place a permission decision is made (see :func:`require`).
@@ -119,7 +120,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "operator": frozenset(ALL_PERMISSIONS),
     "technician": frozenset({"cabinets.read", "cabinets.command"}),
     "branch_staff": frozenset({"cabinets.read", "circulation.read", "exceptions.resolve",
-                               "readers.manage"}),
+                               "readers.manage", "collection.manage"}),
     "auditor": frozenset({"cabinets.read", "circulation.read", "audit.read"}),
 }
 

@@ -22,11 +22,13 @@ __all__ = [
     "PROTOCOL_VERSION",
     "CabinetEvent",
     "DenyDelta",
+    "DoorSnapshot",
     "HoldInfo",
     "ItemInfo",
     "ReaderQuery",
     "ReaderReply",
     "SignedGrant",
+    "SnapshotItem",
     "SyncBatch",
     "SyncReply",
 ]
@@ -66,6 +68,23 @@ class CabinetEvent(_Model):
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
+class SnapshotItem(_Model):
+    """One book a door's inventory saw (``owner_library`` from its ISO 28560 tag)."""
+
+    item_id: str = Field(min_length=1, max_length=64)
+    owner_library: str = Field(default="", max_length=32)
+
+
+class DoorSnapshot(_Model):
+    """What one door held at its last count: the server compares it with what it believes
+    (server.inventory's discrepancy report). ``unreadable``: tags seen without item data."""
+
+    door: int = Field(ge=1, le=999)
+    taken_at: datetime
+    items: list[SnapshotItem] = Field(default_factory=list, max_length=500)
+    unreadable: int = Field(default=0, ge=0)
+
+
 class SyncBatch(_Model):
     """POST /v1/sync body: the cabinet's outbox from some sequence on (may overlap what the
     server already has; re-sending is always safe)."""
@@ -77,6 +96,8 @@ class SyncBatch(_Model):
     #: the deltas the cabinet already has: the server sends only what changed after these
     deny_version: int = Field(default=0, ge=0)
     items_version: int = Field(default=0, ge=0)
+    #: doors whose contents changed since the last snapshot the server acknowledged
+    inventory: list[DoorSnapshot] = Field(default_factory=list, max_length=200)
 
 
 class SignedGrant(_Model):

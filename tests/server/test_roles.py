@@ -32,6 +32,7 @@ from server.security import ALL_PERMISSIONS, PERMISSIONS, cabinet_request, curre
 from server.settings import Settings
 from syncproto import signing
 from syncproto.grants import generate_keypair
+from tests.server import role_tables
 from tests.server.test_credit import id_number
 from tests.server.test_security import (
     BRANCH,
@@ -110,6 +111,11 @@ EXAMPLES: dict[tuple[str, str], Callable[[int], dict[str, Any]]] = {
 }
 
 
+# the rows of the routes other parts add (tests/server/role_tables/)
+_more_decisions, _more_examples = role_tables.merged()
+ROUTE_DECISIONS.update(_more_decisions)
+EXAMPLES.update(_more_examples)
+
 def _matrix_reader(engine: Engine) -> str:
     """A fresh reader to block or unblock: the URL prefix of its endpoints."""
     from server.schema import readers
@@ -187,13 +193,13 @@ def test_permissions_are_the_contract_table() -> None:
         "operator": frozenset(ALL_PERMISSIONS),
         "technician": {"cabinets.read", "cabinets.command"},
         "branch_staff": {"cabinets.read", "circulation.read", "exceptions.resolve",
-                         "readers.manage"},
+                         "readers.manage", "collection.manage"},
         "auditor": {"cabinets.read", "circulation.read", "audit.read"},
     }
     assert set(ALL_PERMISSIONS) == {
         "staff.manage", "cabinets.manage", "cabinets.read", "cabinets.command",
         "circulation.read", "exceptions.resolve", "readers.manage", "audit.read",
-        "network.manage"}
+        "network.manage", "collection.manage"}
     assert set(PERMISSIONS) == set(ROLES)
 
 
