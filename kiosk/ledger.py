@@ -36,7 +36,15 @@ from typing import Any, Protocol
 import sqlite_utils
 
 
-from syncproto.messages import CabinetEvent, DenyDelta, HoldInfo, ItemInfo, SignedGrant
+from syncproto.messages import (
+    CabinetEvent,
+    DenyDelta,
+    DoorSnapshot,
+    HoldInfo,
+    ItemInfo,
+    SignedGrant,
+    SnapshotItem,
+)
 
 from .machine import Content  # one type for "a tag in a door", shared with the machine
 
@@ -481,6 +489,27 @@ class Ledger:
                     "SELECT door, uid, item_id, owner_library FROM door_contents ORDER BY door, uid"):
                 out.setdefault(door, {})[uid] = Content(uid, item_id, owner)
         return out
+
+    def door_snapshots(self) -> list[DoorSnapshot]:
+        """Every counted door's contents as the server's inventory report wants them, stamped
+        with the door's last count (``doors.updated_at``, on the corrected clock). Tags with
+        no item data are counted as ``unreadable``."""
+        with self._read():
+            doors = self._conn.execute("SELECT door, updated_at FROM doors ORDER BY door").fetchall()
+            rows = self._conn.execute(
+                "SELECT door, item_id, owner_library FROM door_contents ORDER BY door, item_id"
+            ).fetchall()
+        found: dict[int, list[SnapshotItem]] = {}
+        unreadable: dict[int, int] = {}
+        for door, item_id, owner in rows:
+            if item_id:
+                found.setdefault(door, []).append(
+                    SnapshotItem(item_id=item_id, owner_library=(owner or "")[:32]))
+            else:
+                unreadable[door] = unreadable.get(door, 0) + 1
+        return [DoorSnapshot(door=door, taken_at=datetime.fromisoformat(updated),
+                             items=found.get(door, []), unreadable=unreadable.get(door, 0))
+                for door, updated in doors]
 
     def has_baseline(self, door: int) -> bool:
         """Whether the door was ever inventoried (an empty door with a baseline is known

@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
     _register_run(sub)
     _register_create_admin(sub)
     # ---- end of run, create-admin ----
+    _register_import_items(sub)
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -322,3 +323,58 @@ def _cmd_create_admin(args: argparse.Namespace) -> int:
 
 
 # ---- end of run, create-admin ----
+
+
+# ---- import-items (catalogue) ----
+
+def _register_import_items(sub: Any) -> None:
+    p = sub.add_parser("import-items", help="import the item catalogue (CSV or JSON lines)",
+                       description="Create or update catalogue records from an ILS export: a "
+                       ".csv file with a header row (item_id, title, author, category, "
+                       "owner_library, home_branch_id, isbn, acquired_at, reference_only, "
+                       "damaged; only item_id is required) or a .jsonl file with one object a "
+                       "line. The whole file is checked first: a bad record imports nothing "
+                       "and is named with its line. Circulation state is never changed.")
+    p.add_argument("file", metavar="FILE", help="the .csv or .jsonl export")
+    add_db_option(p)
+    p.set_defaults(func=_cmd_import_items)
+
+
+def _cmd_import_items(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .catalogue import CatalogueError, import_items, read_records
+    from .db import make_engine, write_tx
+
+    command = "import-items"
+    try:
+        records = list(read_records(Path(args.file)))
+        url = database_url(args.db)
+        engine = make_engine(url)
+    except (CatalogueError, ValueError, OSError) as exc:
+        return _fail(command, exc)
+    total = len(records)
+    created = updated = unchanged = 0
+    try:
+        # one transaction: a bad home branch anywhere imports nothing
+        with write_tx(engine) as conn:
+            for start in range(0, total, 2000):
+                result = import_items(conn, records[start:start + 2000])
+                created += result.created
+                updated += result.updated
+                unchanged += result.unchanged
+                if total > 2000:
+                    print(f"  {min(start + 2000, total)}/{total} records checked", flush=True)
+    except CatalogueError as exc:
+        return _fail(command, exc)
+    except SQLAlchemyError as exc:
+        print(f"lendbox server {command}: {getattr(exc, 'orig', None) or exc} (is the database "
+              f"{_shown(url)} initialised? run 'lendbox server init')", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"imported {total} records into {_shown(url)}: {created} new, {updated} updated, "
+          f"{unchanged} unchanged")
+    return 0

@@ -549,3 +549,16 @@ def test_keys_need_an_aware_clock(engine: Engine) -> None:
     with write_tx(engine) as conn:
         with pytest.raises(ValueError):
             keys.ensure_key(conn, datetime(2030, 1, 1))
+
+
+def test_item_versions_of_one_transaction_never_repeat(engine: Engine) -> None:
+    """Engine, routing and holds each take numbers with their own ItemVersions in one batch
+    transaction; a number handed out twice could hide an item from a cabinet's delta paging."""
+    from server.ingest import ItemVersions
+
+    with write_tx(engine) as conn:
+        first, second = ItemVersions(conn), ItemVersions(conn)
+        taken = [first.next(), second.next(), first.next(), second.next()]
+    assert taken == sorted(set(taken)) and len(taken) == 4
+    with write_tx(engine) as conn:  # a new transaction starts from the table again
+        assert ItemVersions(conn).next() == 1  # nothing was written with those numbers

@@ -415,3 +415,35 @@ def test_a_skewed_cabinets_events_land_on_server_time(tmp_path: Path, server: Se
     for row in rows:
         at = ingest._from_db(row.at_corrected)
         assert abs(at - datetime.now(UTC)) < timedelta(seconds=10), (row.seq, at)
+
+
+# ---------------------------------------------------------------------- inventory snapshots
+
+
+def test_door_contents_reach_the_server_when_they_change(make_agent: Callable[..., SyncAgent],
+                                                        ledger: Ledger, engine: Engine) -> None:
+    from kiosk.machine import Content
+    from server.schema import door_snapshots
+
+    def stored() -> dict[int, tuple[list[str], int, Any]]:
+        with engine.connect() as conn:
+            rows = conn.execute(select(door_snapshots).where(
+                door_snapshots.c.cabinet_id == CAB)).all()
+        return {r.door: (sorted(i["item_id"] for i in r.items), r.unreadable, r.received_at)
+                for r in rows}
+
+    ledger.set_baseline(1, {"u1": Content("u1", "I1", "CN-440300"),
+                            "u2": Content("u2", None, None)})
+    ledger.set_baseline(2, {})
+    agent = make_agent()
+    assert agent.sync_once().ok
+    first = stored()
+    assert {d: v[:2] for d, v in first.items()} == {1: (["I1"], 1), 2: ([], 0)}
+
+    assert agent.sync_once().ok  # nothing changed: nothing re-sent
+    assert stored() == first
+
+    ledger.set_baseline(2, {"u3": Content("u3", "I3", "CN-440300")})
+    assert agent.sync_once().ok
+    now = stored()
+    assert now[1] == first[1] and now[2][:2] == (["I3"], 0)
