@@ -30,7 +30,17 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import routes_admin, routes_exceptions, routes_readers, routes_sync
+from . import (
+    routes_admin,
+    routes_exceptions,
+    routes_items,
+    routes_readers,
+    routes_reports,
+    routes_restock,
+    routes_rotation,
+    routes_services,
+    routes_sync,
+)
 from .security import ApiError, aware_utc
 from .settings import Settings
 
@@ -212,4 +222,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(routes_sync.router)
     app.include_router(routes_readers.router)
     app.include_router(routes_exceptions.router)
+    app.include_router(routes_services.router)
+    app.include_router(routes_reports.router)
+    app.include_router(routes_rotation.router)
+    app.include_router(routes_restock.router)
+    app.include_router(routes_items.router)
     return app

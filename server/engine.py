@@ -22,9 +22,9 @@ Why it works this way:
   ``offline_allowance`` suspend the grant (cabinets stop getting it), deny the reader
   (reason ``overdraft``) and open an exception, once per grant.
 
-Holds: the schema has no holds table yet (a later slice adds one). :func:`apply_event` takes
-a ``holds`` lookup (item id → reader id holding it); ingest passes none, so today only a
-caller that knows holds (tests, the holds slice) triggers the ``loan_over_hold`` rule.
+Holds: :func:`apply_event` takes a ``holds`` lookup (item id → reader id holding it); ingest
+passes :func:`server.holds.holder_of`, so an offline loan of a copy reserved for someone
+else opens ``loan_over_hold``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Row, and_, insert, or_, select, update
 
 from syncproto.messages import CabinetEvent
 
+from . import restock
 from .ingest import ItemVersions, event_of_row
 from .schema import deny_list, events, exceptions, grants, items, readers
 from .security import record_audit
@@ -70,6 +71,8 @@ ACTIONS: dict[str, list[str]] = {
     "loan_to_blocked_reader": ["accept_loan", "mark_lost"],
     "overdraft": ["keep_suspended", "lift_suspension"],
     "double_loan": ["keep_later_loan", "keep_earlier_loan", "mark_missing"],
+    # a book from outside the network (server.routing): it stays flagged in the cabinet
+    "foreign_item_returned": ["keep_for_owner", "send_to_owner"],
 }
 
 _ITEM_KINDS = ("loan", "return", "alarm")
@@ -397,7 +400,9 @@ def resolve_exception(conn: Connection, exception_id: int, action: str, note: st
     Effects: ``accept_*``/``keep_suspended``/``keep_later_loan`` confirm what the engine did;
     ``void_loan`` puts the item back in the cabinet; ``mark_lost``/``mark_missing`` set that
     status; ``keep_earlier_loan`` gives the item back to the first borrower;
-    ``lift_suspension`` un-suspends the grant and clears the reader's overdraft denial.
+    ``lift_suspension`` un-suspends the grant and clears the reader's overdraft denial;
+    ``send_to_owner`` (a foreign book) puts an unload task on the cabinet's restock list,
+    ``keep_for_owner`` leaves it there, flagged.
     """
     row = conn.execute(select(exceptions).where(exceptions.c.id == exception_id)
                        .with_for_update()).first()
@@ -422,6 +427,10 @@ def resolve_exception(conn: Connection, exception_id: int, action: str, note: st
         _set_item(conn, row.item_id, status="missing", borrower_id=None, due=None)
     elif action == "keep_earlier_loan" and involved:
         _set_item(conn, row.item_id, **_loan_values(conn, involved[0]))
+    elif action == "send_to_owner" and row.item_id is not None and row.cabinet_id is not None:
+        # staff take it out at the next restock visit and post it to its owner
+        restock.add_task(conn, cabinet_id=row.cabinet_id, item_id=row.item_id, action="unload",
+                         reason="transit_home", ref=f"exception:{exception_id}", now=now)
     elif action == "lift_suspension":
         grant_id = evidence.get("grant_id")
         conn.execute(update(grants).where(grants.c.grant_id == grant_id).values(suspended=False))

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, func, select, text, update
+from sqlalchemy import Connection, Row, func, or_, select, text, update
 
 from syncproto.grants import log_id
 from syncproto.messages import (
@@ -81,6 +81,7 @@ ITEMS_MAX = 1000
 GRANT_TTL = timedelta(days=7)
 # Any constant: the PostgreSQL advisory lock that orders writers of items.version.
 _ITEM_VERSION_LOCK = 0x6C656E64  # "lend"
+_ITEM_VERSION_KEY = "lendbox.item_version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,17 +150,24 @@ class ItemVersions:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._last: int | None = None
 
     def next(self) -> int:
-        if self._last is None:
+        # The counter lives on the connection, tied to its current transaction: every
+        # ItemVersions of one transaction (engine, routing, holds…) shares it, so two parts
+        # never hand out the same number; a new transaction starts again from the table.
+        tx = self._conn.get_transaction()
+        state = self._conn.info.get(_ITEM_VERSION_KEY)
+        if state is not None and state[0] is tx:
+            last = int(state[1])
+        else:
             if self._conn.dialect.name == "postgresql":
                 self._conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                                    {"k": _ITEM_VERSION_LOCK})
-            self._last = int(self._conn.execute(
+            last = int(self._conn.execute(
                 select(func.coalesce(func.max(items.c.version), 0))).scalar_one())
-        self._last += 1
-        return self._last
+        last += 1
+        self._conn.info[_ITEM_VERSION_KEY] = (tx, last)
+        return last
 
 
 def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: datetime,
@@ -328,18 +336,36 @@ def _deny_delta(conn: Connection, after: int) -> list[DenyDelta]:
 
 
 def _items_delta(conn: Connection, cabinet_id: str, after: int) -> tuple[list[ItemInfo], int]:
-    """Items located in this cabinet changed after version ``after``, and the version the
-    cabinet is at once it has them."""
+    """Items changed after version ``after`` that this cabinet must know — those located in
+    it, and those an assigned or ready hold brings here (with ``hold_for``: the cabinet
+    lends a held copy only to its holder) — and the version the cabinet is at once it has
+    them.
+
+    A copy whose hold ended while it was elsewhere is not sent again: the reply's hold list
+    (which replaces the cabinet's) is what tells the cabinet the hold is gone.
+    """
+    from .schema import holds
+
     # The newest version first: an item committed after this read has a higher number (see
     # ItemVersions), so nothing at or below `newest` can appear later.
     newest = int(conn.execute(select(func.coalesce(func.max(items.c.version), 0))).scalar_one())
+    held_here = select(holds.c.item_id).where(holds.c.pickup_cabinet_id == cabinet_id,
+                                              holds.c.status.in_(("assigned", "ready")))
     rows = conn.execute(
-        select(items).where(items.c.location_cabinet_id == cabinet_id,
+        select(items).where(or_(items.c.location_cabinet_id == cabinet_id,
+                                items.c.id.in_(held_here)),
                             items.c.version > after, items.c.version <= newest)
         .order_by(items.c.version).limit(ITEMS_MAX)).all()
+    holders: dict[str, str] = {}
+    ids = [r.id for r in rows]
+    for chunk in _chunks(ids, 500):
+        for h in conn.execute(select(holds.c.item_id, holds.c.reader_id).where(
+                holds.c.item_id.in_(chunk), holds.c.status.in_(("assigned", "ready")))):
+            holders[h.item_id] = h.reader_id
     infos = [ItemInfo(item_id=r.id, title=r.title, author=r.author, category=r.category,
                       owner_library=r.owner_library, home_branch=r.home_branch_id or "",
-                      reference_only=r.reference_only) for r in rows]
+                      reference_only=r.reference_only, hold_for=holders.get(r.id))
+             for r in rows]
     version = rows[-1].version if len(rows) == ITEMS_MAX else max(newest, after)
     return infos, int(version)
 
