@@ -34,6 +34,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", type=Path, default=DEMO_CONFIG, help="cabinet TOML")
     p.add_argument("--no-wait", action="store_true", help="exit after the story")
     p.add_argument("--control-port", type=int, default=0, help="HTTP control port (0 = free)")
+    p.add_argument("--no-network", action="store_true",
+                   help="skip part 5: the central server with two branches and two cabinets")
     p.set_defaults(func=run)
 
 
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from simulator import ConfigError, Simulator
 
     from .kiosk_story import KioskStory
+    from .network_story import NetworkStory
 
     try:
         sim = Simulator.from_file(args.config, control_port=args.control_port)
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     workdir = tempfile.TemporaryDirectory(prefix="lendbox-demo-")
     hw = None
     story: KioskStory | None = None
+    network: NetworkStory | None = None
     try:
         sim.start()
         hw_path = sim.write_hardware_config(Path(workdir.name) / "hardware.toml")
@@ -91,8 +95,16 @@ def run(args: argparse.Namespace) -> int:
         print("== 3. A day at the cabinet, through the kiosk's HTTP API")
         story.play()
         print()
+        if not args.no_network:
+            print("== 5. The central server (lendbox server) with two branches and two "
+                  "cabinets")
+            network = NetworkStory(Path(workdir.name) / "network", sys.stdout)
+            network.workdir.mkdir()
+            network.start()
+            network.play()
+            print()
         assert story.kiosk is not None and story.config is not None
-        print("== 5. The cabinet keeps running. In another terminal:")
+        print("== 6. Everything keeps running. In another terminal:")
         print(f"   curl -s {story.kiosk.url}/api/state        # the kiosk API; docs at "
               f"{story.kiosk.url}/docs")
         print(f"   curl -sN {story.kiosk.url}/api/events      # what the screen shows (SSE)")
@@ -110,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"   curl -s {sim.control_url}/state | head -c 600")
         print(f"   curl -s -X POST -d '{{\"door\": 7}}' {sim.control_url}/faults/lock-jammed")
         print(f"   .venv/bin/lendbox diag --hardware {hw_path} selftest --unlock   # names door 7")
+        if network is not None and network.server is not None:
+            print(f"   curl -s -X POST -H 'Content-Type: application/json' -d "
+                  f"'{{\"username\": \"demo-admin\", \"password\": \"demo password 2026\"}}' "
+                  f"{network.server.url}/api/auth/login   # the server's staff API")
         if args.no_wait:
             return 0
         print("Press Ctrl-C to stop.")
@@ -123,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if hw is not None:
             hw.close()
+        if network is not None:
+            network.stop()
         if story is not None:
             story.stop()
         sim.stop()

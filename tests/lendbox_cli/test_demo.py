@@ -4,6 +4,7 @@ self-test, then a real kiosk process played through its HTTP API."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,9 @@ from lendbox.kiosk_story import CARD_UID
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _demo(env: dict[str, str] | None = None) -> str:
+def _demo(env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "lendbox.cli", "demo", "--no-wait"],
+        [sys.executable, "-m", "lendbox.cli", "demo", "--no-wait", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=240, env=env,
     )
     assert proc.returncode == 0, proc.stderr
@@ -43,6 +44,15 @@ def test_demo_story_through_the_kiosk_api() -> None:
     # 4g: power cut mid-session: recovery counts the door and records the loan
     story = out.split("== 4g.", 1)[1]
     assert "recovery: intent" in story and "R0056789" in story.split("recovery:", 1)[1]
+    # 5: the real central server, two branches, two cabinets syncing
+    network = out.split("== 5.", 1)[1]
+    assert "catalogue: 80 books imported" in network
+    assert re.search(r"she takes (\d+)《\S+》; the server: loaned, due \d{4}-\d\d-\d\d", network)
+    assert re.search(r"transit #\d+: \d+ from sz-county-0001 to sz-city, waiting_pickup", network)
+    assert "county staff's restock list: unload" in network and "(transit_home)" in network
+    assert "cabinet B online: False" in network
+    assert re.search(r"the offline loan reconciled: \d+ loaned", network)
+    assert "loan_to_blocked_reader" in network
     # every temporary file lived in a folder that is gone afterwards
     hw = next(line.split()[-1] for line in out.splitlines() if "hardware config:" in line)
     assert not Path(hw).parent.exists()
@@ -60,7 +70,7 @@ def test_demo_rejects_a_missing_config() -> None:
 def test_demo_goes_on_without_a_card_reader(tmp_path: Path) -> None:
     """No pcscd on the PATH: one line says the card reader is not available, the rest runs."""
     env = {**os.environ, "PATH": str(tmp_path)}  # an empty folder: no pcscd, nothing else needed
-    out = _demo(env)
+    out = _demo(env, ("--no-network",))
     assert "card reader: failed to start — PcscdError: pcscd not found" in out
     assert "no card reader in this run" in out
     assert "the story stopped" not in out, out

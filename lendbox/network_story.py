@@ -1,0 +1,475 @@
+"""The demo's network part: the real central server, two branches, two cabinets syncing.
+
+Everything is the real thing: ``lendbox server`` (init, create-admin, run) on an SQLite file,
+two simulated cabinets each driven by its own ``lendbox kiosk run`` process, the staff API
+for the network, the catalogue and the reports, the reader API for 秒办证 and the QR code.
+Cabinet B reaches the server through a cable the story can cut (a TCP relay), so its
+offline window is a real one: its sync requests fail while cabinet A's go through.
+
+1. 市馆 (city branch) and 县馆 (county branch) of one library; cabinet A serves the city
+   branch, cabinet B the county one; the catalogue gives each book its home branch;
+2. a reader registers an electronic card online (秒办证) and borrows at cabinet A with the
+   QR code on her phone;
+3. she returns the book at cabinet B (通借通还): the server routes it home — in transit, on
+   the county branch's restock list;
+4. cabinet B loses its network; she borrows there offline on her credit while the library
+   blocks her card (a lost phone reported); the cable comes back, B's outbox reconciles and
+   the loan to a blocked reader lands in the staff exceptions queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from .kiosk_kit import KioskClient, KioskProcess, KioskRefused, write_kiosk_config
+
+__all__ = ["CableRelay", "NetworkStory", "ServerProcess"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ROOT / "simulator" / "cabinets" / "small.toml"
+LIBRARY = "CN-440300"
+OTHER_LIBRARIES = ("CN-440305",)
+CITY, COUNTY = "sz-city", "sz-county"
+ADMIN, ADMIN_PASSWORD = "demo-admin", "demo password 2026"
+POLICY = {"offline_allowance": 2, "offline_exposure_cap": 5, "session_idle_s": 120,
+          "door_prompt_s": [30, 60], "door_alarm_s": 120}
+
+
+def demo_id_number(seed: int) -> str:
+    """A well-formed (check digit ISO 7064 MOD 11-2) but fictitious resident id number."""
+    body = f"4403041990{seed % 10}101{seed:04d}"[:17]
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    total = sum(int(d) * w for d, w in zip(body, weights, strict=True))
+    return body + "10X98765432"[total % 11]
+
+
+class ServerProcess:
+    """``lendbox server run`` as a child process on a free port; stopped by its pid."""
+
+    def __init__(self, db_url: str, log: Path) -> None:
+        self.db_url = db_url
+        self.log = log
+        self.url = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _cli(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run([sys.executable, "-m", "lendbox.cli", "server", *args,
+                               "--db", self.db_url], input=stdin, capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"lendbox server {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def init(self) -> list[str]:
+        """``init`` and ``create-admin``: what they printed."""
+        return [self._cli("init"),
+                self._cli("create-admin", ADMIN, "--password-stdin", stdin=ADMIN_PASSWORD + "\n")]
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        out = open(self.log, "ab")  # noqa: SIM115 - the child writes to it until stopped
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "lendbox.cli", "server", "run", "--db", self.db_url,
+             "--host", "127.0.0.1", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=out, start_new_session=True)
+        out.close()
+        assert self._proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self._proc.stdout], [], [], 0.2)
+            if ready:
+                line = self._proc.stdout.readline().decode()
+                found = re.search(r"server ready (http://\S+)", line)
+                if found:
+                    self.url = found.group(1)
+                    return self
+            if self._proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"the server did not start; see {self.log}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+class CableRelay:
+    """A TCP relay standing for a cabinet's network cable: ``cut()`` drops every connection
+    and refuses new ones until ``mend()``. The cabinet sees exactly what a dead uplink gives
+    it: connections that fail."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._cut = threading.Event()
+        self._stop = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="cable-relay", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        self._cut.set()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+    def mend(self) -> None:
+        self._cut.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.cut()
+        self._listener.close()
+        self._thread.join(2)
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=2)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with self._lock:
+            self._conns.update((src, dst))
+        try:
+            while not self._cut.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            with self._lock:
+                self._conns.difference_update((src, dst))
+
+
+@dataclass
+class Cabinet:
+    """One simulated cabinet of the network and its kiosk process."""
+
+    name: str
+    sim: Any
+    branch: str
+    config: Path
+    kiosk: KioskProcess | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.sim.config.id)
+
+    def client(self) -> KioskClient:
+        assert self.kiosk is not None
+        return KioskClient(self.kiosk.url)
+
+
+@dataclass
+class NetworkStory:
+    workdir: Path
+    out: TextIO
+    server: ServerProcess | None = None
+    relay: CableRelay | None = None
+    cabinets: list[Cabinet] = field(default_factory=list)
+    api: httpx.Client | None = None
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # ------------------------------------------------------------ set-up
+    def _sim_config(self, name: str, cabinet_id: str, seed: int, prefix: str) -> Path:
+        text = SMALL.read_text(encoding="utf-8")
+        text = text.replace('id = "small-0001"', f'id = "{cabinet_id}"')
+        text = text.replace("seed = 11", f'seed = {seed}\nid_prefix = "{prefix}"\n'
+                            'titles = ["红楼梦", "三体", "活着", "围城", "边城", "百年孤独"]')
+        text = text.replace("hold_open_limit_s = 0.3", "hold_open_limit_s = 120")
+        path = self.workdir / f"{name}-cabinet.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def start(self) -> None:
+        from kiosk.runtime import _b64, load_or_create_key
+        from simulator import Simulator
+
+        db_url = f"sqlite:///{self.workdir / 'server.db'}"
+        self.server = ServerProcess(db_url, self.workdir / "server.log")
+        for line in self.server.init():
+            self.say(f"   $ lendbox server … → {line.splitlines()[-1]}")
+        self.server.start()
+        self.say(f"   central server {self.server.url} (pid {self.server.pid}, SQLite "
+                 f"{self.workdir / 'server.db'})")
+        self.api = httpx.Client(base_url=self.server.url, timeout=10)
+        token = self._ok(self.api.post("/api/auth/login", json={
+            "username": ADMIN, "password": ADMIN_PASSWORD}))["token"]
+        self.api.headers["Authorization"] = f"Bearer {token}"
+
+        host, port = self.server.url.removeprefix("http://").split(":")
+        self.relay = CableRelay((host, int(port)))
+        trusted = self._trusted_keys(db_url)
+        for name, branch, cab_id, seed, prefix in (
+                ("A", CITY, "sz-city-0001", 101, "390201"),
+                ("B", COUNTY, "sz-county-0001", 202, "390302")):
+            sim = Simulator.from_file(self._sim_config(name, cab_id, seed, prefix),
+                                      control_port=0)
+            sim.start()
+            data = self.workdir / f"kiosk-{name}"
+            url = self.server.url if name == "A" else self.relay.url
+            config = write_kiosk_config(self.workdir / f"kiosk-{name}.toml", sim, data_dir=data,
+                                        server_url=url, trusted_keys=trusted, policy=POLICY,
+                                        network=[LIBRARY, *OTHER_LIBRARIES],
+                                        sync_interval_s=1.0)
+            key = load_or_create_key(data / "cabinet.key")
+            self.cabinets.append(Cabinet(name, sim, branch, config))
+            self._cabinet_public = getattr(self, "_cabinet_public", {})
+            self._cabinet_public[cab_id] = _b64(key.public_key().public_bytes_raw())
+
+    @staticmethod
+    def _trusted_keys(db_url: str) -> dict[str, str]:
+        from server.db import make_engine
+        from server.keys import trusted
+
+        engine = make_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                return dict(trusted(conn))
+        finally:
+            engine.dispose()
+
+    def stop(self) -> None:
+        for cab in self.cabinets:
+            if cab.kiosk is not None:
+                cab.kiosk.stop()
+            cab.sim.stop()
+        if self.relay is not None:
+            self.relay.close()
+        if self.api is not None:
+            self.api.close()
+        if self.server is not None:
+            self.server.stop()
+
+    # ------------------------------------------------------------ helpers
+    def _ok(self, r: httpx.Response) -> Any:
+        if r.status_code >= 400:
+            raise RuntimeError(f"{r.request.method} {r.request.url.path} → {r.status_code}: "
+                               f"{r.text[:300]}")
+        return r.json()
+
+    def _wait(self, what: str, check: Any, timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = check()
+            if got:
+                return got
+            time.sleep(0.2)
+        raise TimeoutError(f"timed out waiting for {what}")
+
+    def _wait_open(self, sim: Any, door: int) -> None:
+        self._wait(f"door {door} to open", lambda: sim.model.door(door).open, 5)
+
+    @staticmethod
+    def _carry(item_id: str, src: Any, dst: Any) -> None:
+        """The reader walks a book from one simulated cabinet to the other: the second
+        simulation gets the same tag (uid, memory), in her hands."""
+        import dataclasses
+
+        with src.lock:
+            item = src.model.item(item_id)
+        with dst.lock:
+            dst.model.items[item_id] = dataclasses.replace(item, door=None)
+
+    def _synced(self, cab: Cabinet) -> None:
+        c = cab.client()
+        try:
+            self._wait(f"cabinet {cab.name} to sync", lambda: not c.health()["pending_events"])
+        finally:
+            c.close()
+
+    # ------------------------------------------------------------ the story
+    def play(self) -> None:
+        assert self.api is not None and self.server is not None and self.relay is not None
+        api = self.api
+        a, b = self.cabinets
+        self.say("\n== 5a. The network: one library, a city and a county branch, two cabinets")
+        self._ok(api.post("/api/libraries", json={"isil": LIBRARY, "name": "深圳图书馆"}))
+        for isil in OTHER_LIBRARIES:
+            self._ok(api.post("/api/libraries", json={"isil": isil, "name": f"区馆 {isil}"}))
+        self._ok(api.post("/api/branches", json={"id": CITY, "name": "市馆 city branch",
+                                                 "library_isil": LIBRARY}))
+        self._ok(api.post("/api/branches", json={"id": COUNTY, "name": "县馆 county branch",
+                                                 "library_isil": LIBRARY, "parent_id": CITY}))
+        records = []
+        for cab in self.cabinets:
+            self._ok(api.post("/api/cabinets", json={
+                "id": cab.id, "branch_id": cab.branch, "name": f"cabinet {cab.name}",
+                "location": "深圳北站" if cab.name == "A" else "宝安机场",
+                "public_key": self._cabinet_public[cab.id]}))
+            for item in cab.sim.items.values():
+                own = item.owner_library == LIBRARY
+                records.append({"item_id": item.item_id, "title": item.title or "",
+                                "owner_library": item.owner_library or LIBRARY,
+                                "home_branch_id": cab.branch if own else None})
+        got = self._ok(api.post("/api/items", json={"items": records}))
+        self.say(f"   branches {CITY} (city) and {COUNTY} (county, under the city branch); "
+                 f"cabinets {a.id} → {CITY}, {b.id} → {COUNTY}; catalogue: "
+                 f"{got['created']} books imported")
+        for cab in self.cabinets:
+            cab.kiosk = KioskProcess(cab.config, log=self.workdir / f"kiosk-{cab.name}.log").start()
+            self.say(f"   cabinet {cab.name}: kiosk {cab.kiosk.url} started in "
+                     f"{cab.kiosk.startup_s:.1f} s")
+        for cab in self.cabinets:
+            # the kiosk counted its doors at start-up; its first sync carries the counts
+            summary = self._wait(f"cabinet {cab.name}'s first count", lambda cab=cab: next(
+                (c for c in self._ok(api.get("/api/reports/discrepancies",
+                                             params={"cabinet_id": cab.id}))["cabinets"]
+                 if c["status"] == "ok"), None))
+            adopted = self._ok(api.post(f"/api/cabinets/{cab.id}/inventory/adopt"))
+            self.say(f"   cabinet {cab.name} counted {summary['items_seen']} books in doors "
+                     f"{summary['doors_reported']}; staff adopt the count as its stock "
+                     f"({adopted['adopted']} books)")
+
+        self.say("\n== 5b. 孙八 registers an electronic card online (秒办证) and borrows at "
+                 "cabinet A")
+        reg = self._ok(httpx.post(self.server.url + "/api/readers/register", json={
+            "display_name": "孙八", "id_number": demo_id_number(8), "phone": "13800138008"}))
+        reader = httpx.Client(base_url=self.server.url, timeout=10,
+                              headers={"Authorization": f"Bearer {reg['token']}"})
+        self.say(f"   reader {reg['reader_id']}, credit tier {reg['tier']}: no deposit")
+        ca, cb = a.client(), b.client()
+        try:
+            qr = self._ok(reader.get("/api/readers/me/qr"))["qr"]
+            ca.start_session("qr", qr)
+            ca.open_door(2)
+            self._wait_open(a.sim, 2)
+            book = a.sim.door_items(2)[0].item_id
+            a.sim.take_item(book)
+            a.sim.close_door(2)
+            ca.wait(lambda s: not s["doors"], 20, "door counted")
+            ca.finish()
+            self._synced(a)
+            item = self._ok(api.get(f"/api/items/{book}"))
+            self.say(f"   she takes {book}《{item['title']}》; the server: {item['status']}, "
+                     f"due {item['due']}")
+
+            self.say("\n== 5c. She returns it at cabinet B, the county branch's (通借通还)")
+            st = cb.start_return()
+            door = int(next(iter(st["doors"])))
+            self._wait_open(b.sim, door)
+            self._carry(book, a.sim, b.sim)
+            b.sim.put_item(book, door)
+            b.sim.close_door(door)
+            cb.wait_idle(20)
+            self._synced(b)
+            transits = self._ok(api.get("/api/transits"))
+            mine = [t for t in transits.get("transits", []) if t.get("item_id") == book]
+            for t in mine:
+                self.say(f"   transit #{t.get('id')}: {book} from {t.get('from_cabinet_id')} "
+                         f"to {t.get('to_branch_id') or t.get('to_library')}, {t.get('status')}")
+            restock = self._ok(api.get("/api/restock", params={"branch_id": COUNTY}))
+            tasks = [t for t in restock.get("tasks", []) if t.get("item_id") == book]
+            for t in tasks:
+                self.say(f"   county staff's restock list: {t.get('action')} {book} at "
+                         f"{t.get('cabinet_id')} ({t.get('reason')})")
+            if not mine:
+                self.say("   (no transit recorded: see the server log)")
+
+            self.say("\n== 5d. Cabinet B's network cable is cut; she borrows there offline")
+            qr = self._ok(reader.get("/api/readers/me/qr"))["qr"]  # fetched on her phone's 4G
+            self.relay.cut()
+            cb.start_session("qr", qr)
+            cb.open_door(2)
+            self._wait_open(b.sim, 2)
+            offline_book = b.sim.door_items(2)[0].item_id
+            b.sim.take_item(offline_book)
+            b.sim.close_door(2)
+            cb.wait(lambda s: not s["doors"], 20, "door counted")
+            cb.finish()
+            self.say(f"   she takes {offline_book}; cabinet B online: {cb.state()['online']}, "
+                     f"pending events {cb.health()['pending_events']}")
+            self._ok(api.post(f"/api/readers/{reg['reader_id']}/block",
+                              json={"reason": "phone reported lost"}))
+            self.say("   meanwhile she reports her phone lost: the library blocks her card")
+            self.relay.mend()
+            self.say("   the cable is mended")
+            self._synced(b)
+            item = self._ok(api.get(f"/api/items/{offline_book}"))
+            self.say(f"   the offline loan reconciled: {offline_book} {item['status']} "
+                     f"(a loan that happened is a fact)")
+            queue = self._ok(api.get("/api/exceptions"))["exceptions"]
+            for e in queue:
+                self.say(f"   exceptions queue #{e['id']}: {e['kind']} — item {e['item_id']}"
+                         f", actions {e['actions']}")
+
+            self.say("\n== 5e. The reports the city asks for (GET /api/reports/…)")
+            for c in self._ok(api.get("/api/reports/discrepancies"))["cabinets"]:
+                kinds = {k.removesuffix("_count"): v for k, v in c.items()
+                         if k.endswith("_count") and v}
+                self.say(f"   inventory {c['cabinet_id']}: {c['items_seen']} books seen, "
+                         f"discrepancies {kinds or 'none'}")
+            stats = self._ok(api.get("/api/reports/stats"))["tables"]
+            for row in stats["utilisation"]:
+                self.say(f"   {row['cabinet_id']}: {row['loans']} loans, {row['returns']} "
+                         f"returns, 利用率 {row['utilisation']:.3f} loans per stocked book")
+            for row in stats["flows"]:
+                self.say(f"   通借通还 flow: {row['returns']} return(s) of {row['from_branch_id']}"
+                         f" books at {row['to_branch_id']}")
+            for row in stats["offline"]:
+                self.say(f"   offline share at {row['cabinet_id']}: "
+                         f"{row['offline_share']:.0%} of {row['events']} events")
+        except (KioskRefused, TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+            self.say(f"   the story stopped: {exc}")
+        finally:
+            ca.close()
+            cb.close()
+            reader.close()
