@@ -36,11 +36,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
 
 from syncproto.messages import CabinetEvent
 
 from . import restock
+from . import batchcache
 from .ingest import ItemVersions, event_of_row
 from .schema import deny_list, events, exceptions, grants, items, readers
 from .security import record_audit
@@ -75,7 +76,9 @@ ACTIONS: dict[str, list[str]] = {
     "foreign_item_returned": ["keep_for_owner", "send_to_owner"],
 }
 
-_ITEM_KINDS = ("loan", "return", "alarm")
+#: The kinds of event that change an item (the others are statistics or restock).
+ITEM_KINDS = ("loan", "return", "alarm")
+_ITEM_KINDS = ITEM_KINDS
 
 
 class ResolutionRefused(ValueError):
@@ -134,6 +137,9 @@ def _known_reader(conn: Connection, reader_id: str | None) -> str | None:
     """The id if the server knows the reader (the foreign key allows nothing else)."""
     if reader_id is None:
         return None
+    cache = batchcache.current(conn)
+    if cache is not None:
+        return reader_id if cache.reader_exists(reader_id) else None
     row = conn.execute(select(readers.c.id).where(readers.c.id == reader_id)).first()
     return reader_id if row is not None else None
 
@@ -149,11 +155,25 @@ def _history(conn: Connection, cabinet_id: str, event: CabinetEvent,
     them at the end of the batch, so the flag cannot be trusted within the batch), and other
     cabinets' events flagged applied (committed by their own batches).
     """
-    rows = conn.execute(select(events).where(
-        events.c.item_id == item_id, events.c.kind.in_(_ITEM_KINDS),
-        or_(and_(events.c.cabinet_id == cabinet_id, events.c.seq <= event.seq),
-            and_(events.c.cabinet_id != cabinet_id, events.c.applied.is_(True))))).all()
+    cache = batchcache.current(conn)
+    cached = cache.history(cabinet_id, item_id, event.seq) if cache is not None else None
+    if cached is not None:
+        return _causal_order(cached)
+    rows = conn.execute(_HISTORY, {"item_id": item_id, "cabinet_id": cabinet_id,
+                                   "seq": event.seq}).all()
     return _causal_order(rows)
+
+
+# Built once: constructing a statement costs more Python time than SQLite takes to run it.
+_HISTORY = select(events).where(
+    events.c.item_id == bindparam("item_id"), events.c.kind.in_(_ITEM_KINDS),
+    or_(and_(events.c.cabinet_id == bindparam("cabinet_id"), events.c.seq <= bindparam("seq")),
+        and_(events.c.cabinet_id != bindparam("cabinet_id"), events.c.applied.is_(True))))
+_ITEM_ROW = select(items).where(items.c.id == bindparam("item_id"))
+_WRITE_ITEM = update(items).where(items.c.id == bindparam("item_key")).values(
+    status=bindparam("status"), location_cabinet_id=bindparam("location_cabinet_id"),
+    borrower_id=bindparam("borrower_id"), due=bindparam("due"), version=bindparam("version"),
+    last_loan_at=bindparam("last_loan_at"))
 
 
 def _causal_order(rows: Sequence[Row[Any]]) -> list[Row[Any]]:
@@ -303,7 +323,7 @@ def _check_overdraft(conn: Connection, cabinet_id: str, event: CabinetEvent, rea
     issued = grant.issued_at
     issued = issued.replace(tzinfo=UTC) if issued.tzinfo is None else issued
     candidates = conn.execute(select(events).where(
-        events.c.kind == "loan", events.c.offline.is_(True),
+        events.c.grant_id == grant_id, events.c.kind == "loan", events.c.offline.is_(True),
         events.c.at_corrected >= issued - timedelta(days=1),
         or_(and_(events.c.cabinet_id == cabinet_id, events.c.seq <= event.seq),
             and_(events.c.cabinet_id != cabinet_id, events.c.applied.is_(True))))).all()
@@ -326,11 +346,18 @@ def _check_overdraft(conn: Connection, cabinet_id: str, event: CabinetEvent, rea
 
 
 def _write_state(conn: Connection, item_id: str, state: ItemState, versions: ItemVersions,
-                 owner: str) -> None:
+                 owner: str, row: Row[Any] | None, loan_at: datetime | None) -> None:
+    """Write the item's new state (``row``: it as read before; ``loan_at``: a loan's time,
+    kept in ``last_loan_at`` when it is the newest — rotation's "not borrowed for N days")."""
     values = {**_state_json(state), "version": versions.next()}
-    done = conn.execute(update(items).where(items.c.id == item_id).values(**values))
-    if done.rowcount == 0:
-        conn.execute(insert(items).values(id=item_id, owner_library=owner[:32], **values))
+    last_loan = None if row is None else row.last_loan_at
+    if loan_at is not None and (last_loan is None or last_loan < loan_at):
+        last_loan = loan_at
+    if row is not None:
+        conn.execute(_WRITE_ITEM, {"item_key": item_id, "last_loan_at": last_loan, **values})
+        return
+    conn.execute(insert(items).values(id=item_id, owner_library=owner[:32],
+                                      last_loan_at=last_loan, **values))
 
 
 def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: datetime,
@@ -350,7 +377,7 @@ def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: dat
     position = next((i for i, r in enumerate(history) if r.uuid == me), None)
     if position is None:  # not stored (a caller outside ingest): it is simply the newest
         position = len(history)
-    row = conn.execute(select(items).where(items.c.id == item_id)).first()
+    row = conn.execute(_ITEM_ROW, {"item_id": item_id}).first()
 
     if position >= len(history) - 1:
         # The usual case: the event is the newest of the item — one step from the row.
@@ -365,12 +392,9 @@ def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: dat
         state, found = _fold(conn, history, ItemState())
     for finding in found:
         _record(conn, item_id, finding, state, now, me)
-    _write_state(conn, item_id, state, versions, _str(event.payload, "owner_library") or "")
+    _write_state(conn, item_id, state, versions, _str(event.payload, "owner_library") or "",
+                 row, event.at.astimezone(UTC) if event.kind == "loan" else None)
     if event.kind == "loan":
-        # for rotation's "not borrowed for N days": the newest loan wins whatever the order
-        at = event.at.astimezone(UTC)
-        conn.execute(update(items).where(items.c.id == item_id, or_(
-            items.c.last_loan_at.is_(None), items.c.last_loan_at < at)).values(last_loan_at=at))
         _check_loan(conn, cabinet_id, event, item_id, now, holds)
 
 

@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Row, func, select, update
 from syncproto.grants import log_id
 from syncproto.messages import CabinetEvent, HoldInfo
 
-from . import feedback, notify, restock
+from . import batchcache, feedback, notify, restock
 from .schema import cabinets, holds, items, readers
 
 __all__ = [
@@ -100,9 +100,17 @@ def _as_dict(row: Row[Any]) -> dict[str, Any]:
 
 def holder_of(conn: Connection, item_id: str) -> str | None:
     """The reader an active (assigned or ready) hold reserves ``item_id`` for, else None."""
+    if _nobody_holds(conn, item_id):
+        return None
     row = conn.execute(select(holds.c.reader_id).where(
         holds.c.item_id == item_id, holds.c.status.in_(ACTIVE))).first()
     return None if row is None else str(row.reader_id)
+
+
+def _nobody_holds(conn: Connection, item_id: str) -> bool:
+    """True when the sync batch's cache knows no hold waits for or reserves this item."""
+    cache = batchcache.current(conn)
+    return cache is not None and cache.covers(item_id) and item_id not in cache.held_items
 
 
 def wanted_by_others(conn: Connection, item_id: str, reader_id: str | None) -> bool:
@@ -350,7 +358,9 @@ def _str(payload: dict[str, Any], key: str) -> str | None:
 
 def _open_holds(conn: Connection, item_id: str) -> list[Row[Any]]:
     """The item's waiting and active holds: one query, so the common event — an item nobody
-    holds — costs the sync path a single indexed lookup."""
+    holds — costs the sync path a single indexed lookup (none inside a sync batch)."""
+    if _nobody_holds(conn, item_id):
+        return []
     return list(conn.execute(select(holds).where(
         holds.c.item_id == item_id, holds.c.status.in_(("waiting", *ACTIVE)))).all())
 

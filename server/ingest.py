@@ -252,6 +252,7 @@ def _store_events(conn: Connection, cabinet_id: str, applied_through: int,
             "at": at, "at_corrected": at - timedelta(seconds=offset_s), "mono": event.mono,
             "boot_id": event.boot_id, "offline": event.offline, "payload": dict(event.payload),
             "item_id": _str_field(event.payload, "item_id"), "received_at": now,
+            "grant_id": (_str_field(event.payload, "grant_id") or "")[:64] or None,
             "applied": False,
         })
         by_seq[event.seq] = event
@@ -272,14 +273,32 @@ def _apply_pending(conn: Connection, cabinet_id: str, applied_through: int,
         select(events).where(events.c.cabinet_id == cabinet_id, events.c.applied.is_(False),
                              events.c.seq > applied_through)
         .order_by(events.c.seq)).all()
+    from . import batchcache
+
+    contiguous = []
+    for row in pending:
+        if row.seq != applied_through + len(contiguous) + 1:
+            break
+        contiguous.append(row)
+    if contiguous and conn.dialect.name == "postgresql":
+        # Before reading any item: a batch of another cabinet touching the same item must
+        # not commit between our reads and our writes (a lost update). The lock ItemVersions
+        # takes at the first write came too late for that; taking it here serialises the
+        # appliers of batches exactly as the version numbering already did.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ITEM_VERSION_LOCK})
     versions = ItemVersions(conn)
     done: list[int] = []
-    for row in pending:
-        if row.seq != applied_through + 1:
-            break
-        apply_event(conn, cabinet_id, event_of_row(row), now, versions)
-        done.append(row.seq)
-        applied_through = row.seq
+    item_ids = {i for r in contiguous if (i := _str_field(r.payload or {}, "item_id"))}
+    reader_ids = {i for r in contiguous if (i := _str_field(r.payload or {}, "reader_id"))}
+    from .engine import ITEM_KINDS
+
+    last = contiguous[-1].seq if contiguous else 0
+    with batchcache.installed(conn, item_ids, reader_ids,
+                              history=(cabinet_id, last, ITEM_KINDS)):
+        for row in contiguous:
+            apply_event(conn, cabinet_id, event_of_row(row), now, versions)
+            done.append(row.seq)
+            applied_through = row.seq
     for chunk in _chunks(done, 500):
         conn.execute(update(events).where(events.c.cabinet_id == cabinet_id,
                                           events.c.seq.in_(chunk)).values(applied=True))

@@ -51,7 +51,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from syncproto.messages import CabinetEvent
 
-from . import restock
+from . import batchcache, restock
 from .ingest import ItemVersions
 from .schema import branches, cabinets, items, libraries, transits
 from .security import record_audit
@@ -137,12 +137,18 @@ def _ids(values: Any) -> set[str]:
 def _branch(conn: Connection, branch_id: str | None) -> Row[Any] | None:
     if branch_id is None:
         return None
+    cache = batchcache.current(conn)
+    if cache is not None:
+        return cache.branch(branch_id)
     return conn.execute(select(branches).where(branches.c.id == branch_id)).first()
 
 
 def _cancel_open(conn: Connection, item_id: str, now: datetime, *,
                  keep_uuid: str | None = None) -> None:
     """Supersede the item's open transits (the book is elsewhere now) and their tasks."""
+    cache = batchcache.current(conn)
+    if cache is not None and cache.covers(item_id) and item_id not in cache.transit_items:
+        return  # the batch's cache knows it has none
     rows = conn.execute(select(transits.c.id, transits.c.return_uuid).where(
         transits.c.item_id == item_id, transits.c.status.in_(OPEN_STATUSES))).all()
     for row in rows:
@@ -171,6 +177,10 @@ def after_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: dat
         _on_restock(conn, cabinet_id, event, now)
     elif event.kind == "loan":
         item_id = _str(event.payload, "item_id")
+        cache = batchcache.current(conn)
+        if item_id is not None and cache is not None and cache.covers(item_id) \
+                and item_id not in cache.transit_items:
+            return  # no open transit to supersede
         item = None if item_id is None else conn.execute(
             select(items.c.status).where(items.c.id == item_id)).first()
         if item_id is not None and item is not None and item.status == "loaned":
@@ -187,11 +197,14 @@ def _on_return(conn: Connection, cabinet_id: str, event: CabinetEvent, now: date
     item = conn.execute(select(items).where(items.c.id == item_id)).first()
     if item is None or item.status != "in_cabinet" or item.location_cabinet_id != cabinet_id:
         return  # re-derivation put the return before later events: the book is not here
-    cabinet = conn.execute(select(cabinets.c.branch_id).where(cabinets.c.id == cabinet_id)).one()
-    returning = _branch(conn, cabinet.branch_id)
+    cache = batchcache.current(conn)
+    branch_id = (cache.cabinet_branch(cabinet_id) if cache is not None else conn.execute(
+        select(cabinets.c.branch_id).where(cabinets.c.id == cabinet_id)).scalar_one())
+    returning = _branch(conn, branch_id)
     assert returning is not None  # cabinets.branch_id is a foreign key
     owner = _str(event.payload, "owner_library") or item.owner_library or ""
-    network = conn.execute(select(libraries.c.isil)).scalars().all()
+    network = (cache.network() if cache is not None
+               else conn.execute(select(libraries.c.isil)).scalars().all())
     route = route_for(returning_branch=returning, home_branch=_branch(conn, item.home_branch_id),
                       owner=owner, network=network)
     uuid = str(event.uuid)
@@ -208,6 +221,8 @@ def _on_return(conn: Connection, cabinet_id: str, event: CabinetEvent, now: date
         return
     if conn.execute(select(transits.c.id).where(transits.c.return_uuid == uuid)).first():
         return
+    if cache is not None:
+        cache.transit_opened(item_id)
     transit_id = int(conn.execute(insert(transits).values(
         item_id=item_id, from_cabinet_id=cabinet_id, to_branch_id=route.to_branch_id,
         to_library=route.to_library, status="waiting_pickup", return_uuid=uuid,

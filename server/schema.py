@@ -145,7 +145,11 @@ events = Table(
     Column("item_id", String(64), nullable=True),
     Column("received_at", UtcDateTime(), nullable=False),
     Column("applied", Boolean, nullable=False, default=False),
+    # a loan's credit grant (payload grant_id): the overdraft check counts a grant's
+    # offline loans through this index instead of scanning every offline loan
+    Column("grant_id", String(64), nullable=True),
     Index("ix_events_item_at", "item_id", "at_corrected"),
+    Index("ix_events_grant", "grant_id"),
     Index("ix_events_pending", "cabinet_id", "applied", "seq"),
 )
 
