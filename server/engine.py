@@ -72,6 +72,8 @@ ACTIONS: dict[str, list[str]] = {
     "loan_to_blocked_reader": ["accept_loan", "mark_lost"],
     "overdraft": ["keep_suspended", "lift_suspension"],
     "double_loan": ["keep_later_loan", "keep_earlier_loan", "mark_missing"],
+    # ingest: a cabinet's sequence gap that stays open (its later events wait unapplied)
+    "sequence_gap": ["acknowledge"],
     # a book from outside the network (server.routing): it stays flagged in the cabinet
     "foreign_item_returned": ["keep_for_owner", "send_to_owner"],
 }

@@ -53,6 +53,7 @@ from . import credit, keys
 from .schema import cabinets, deny_list, events, exceptions, grants, items, readers
 
 __all__ = [
+    "GAP_REPORT_AFTER",
     "GRANTS_MAX",
     "GRANT_TTL",
     "ITEMS_MAX",
@@ -64,6 +65,7 @@ __all__ = [
     "apply_batch",
     "apply_event",
     "event_of_row",
+    "held_events",
     "resolve_reader",
 ]
 
@@ -74,6 +76,8 @@ GRANTS_MAX = 500
 #: Grants issued this recently (anywhere) go to every cabinet that syncs: a reader resolved
 #: at one cabinet can then borrow offline at the next one.
 RECENT_GRANTS = timedelta(days=1)
+#: A gap older than this (since the first event held behind it arrived) is reported to staff.
+GAP_REPORT_AFTER = timedelta(hours=1)
 #: At most this many items per reply; the cabinet asks again from the version it got.
 ITEMS_MAX = 1000
 #: How long a grant signed at resolve time is valid. Shorter than the expected interval
@@ -306,6 +310,28 @@ def _apply_pending(conn: Connection, cabinet_id: str, applied_through: int,
     return applied_through, (applied_through + 1 if held else None)
 
 
+def held_events(conn: Connection, cabinet_id: str) -> tuple[int, datetime | None]:
+    """How many events of the cabinet wait behind a gap, and since when (first received)."""
+    row = conn.execute(select(func.count(), func.min(events.c.received_at)).where(
+        events.c.cabinet_id == cabinet_id, events.c.applied.is_(False))).one()
+    return int(row[0]), (_from_db(row[1]) if row[1] is not None else None)
+
+
+def _report_lasting_gap(conn: Connection, cabinet_id: str, gap_from: int, now: datetime) -> None:
+    """A gap still open :data:`GAP_REPORT_AFTER` after the first held event arrived will not
+    fill by itself (the cabinet lost the event: a restored ledger, a disk fault): staff get
+    a ``sequence_gap`` exception, once per gap, with what is held behind it."""
+    from .engine import _open_exception
+
+    held, since = held_events(conn, cabinet_id)
+    if since is None or now - since < GAP_REPORT_AFTER:
+        return
+    _open_exception(conn, "sequence_gap", item_id=None, cabinet_id=cabinet_id, reader_id=None,
+                    now=now, dedupe_key=f"gap:{cabinet_id}:{gap_from}",
+                    evidence={"gap_from": gap_from, "held_events": held,
+                              "held_since": since.isoformat()})
+
+
 # ----------------------------------------------------------------------------- deltas
 
 
@@ -412,6 +438,8 @@ def apply_batch(conn: Connection, cabinet_row: Row[Any], batch: SyncBatch,
                   now)
     applied_through, gap_from = _apply_pending(conn, cabinet_id,
                                                int(cabinet_row.applied_through), now)
+    if gap_from is not None:
+        _report_lasting_gap(conn, cabinet_id, gap_from, now)
     if batch.inventory:
         from . import inventory
 

@@ -21,11 +21,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .db import write_tx
-from .schema import audit, branches, cabinets, libraries, staff
+from .schema import audit, branches, cabinets, events, libraries, staff
 from .security import (
     MAX_PASSWORD_LENGTH,
     USERNAME_PATTERN,
@@ -278,7 +278,18 @@ def list_cabinets(request: Request,
     """The fleet: every registered cabinet with its sync state (all roles)."""
     with request_engine(request).connect() as conn:
         rows = conn.execute(select(cabinets).order_by(cabinets.c.id)).all()
-    return {"cabinets": [_cabinet_json(row) for row in rows]}
+        held = {r.cabinet_id: (int(r.n), r.since) for r in conn.execute(
+            select(events.c.cabinet_id, func.count().label("n"),
+                   func.min(events.c.received_at).label("since"))
+            .where(events.c.applied.is_(False)).group_by(events.c.cabinet_id))}
+    out = []
+    for row in rows:
+        n, since = held.get(row.id, (0, None))
+        # events waiting behind a gap: the cabinet must re-send from applied_through + 1
+        out.append({**_cabinet_json(row), "held_events": n,
+                    "gap_from": int(row.applied_through) + 1 if n else None,
+                    "held_since": _iso(since) if since is not None else None})
+    return {"cabinets": out}
 
 
 # ----------------------------------------------------------------------------- network

@@ -72,7 +72,10 @@ def _busy(exc: Exception) -> ApiError:
     """A database hiccup (a lock timeout, a concurrent insert of the same uuid by another
     cabinet, a PostgreSQL restart): nothing was committed, and the cabinet's agent simply
     sends again — so a 503, not a 500."""
-    _log.warning("sync: transaction failed, cabinet will retry: %s", type(exc).__name__)
+    # the SQLSTATE (40P01 deadlock, 55P03 lock timeout, 23505 duplicate…), never the message:
+    # a constraint message quotes key values
+    _log.warning("sync: transaction failed, cabinet will retry: %s (SQLSTATE %s)",
+                 type(exc).__name__, getattr(getattr(exc, "orig", None), "sqlstate", None))
     return ApiError(503, "database_busy", "the server could not store this now; send it again")
 
 

@@ -202,6 +202,32 @@ def test_a_gap_holds_later_events_until_it_fills(engine: Engine) -> None:
     assert cabinet(engine).applied_through == 5
 
 
+def test_a_gap_that_does_not_fill_is_reported_to_staff_once(engine: Engine) -> None:
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+
+    from tests.server.test_security import Clock, add_staff, bearer, make_app, token_for
+
+    setup_network(engine)
+    held = [make_event(1), make_event(3), make_event(4)]  # 2 never arrives
+    send(engine, batch_of(held))
+    assert [r.kind for r in exception_rows(engine)] == []  # a fresh gap: the cabinet resends
+    later = NOW + ingest.GAP_REPORT_AFTER + timedelta(minutes=1)
+    for _ in range(3):  # the cabinet keeps re-sending from 2 without it
+        assert send(engine, batch_of(held[1:]), now=later).gap_from == 2
+    (gap,) = exception_rows(engine)
+    assert (gap.kind, gap.cabinet_id) == ("sequence_gap", CAB)
+    assert gap.evidence["gap_from"] == 2 and gap.evidence["held_events"] == 2
+
+    staff_id = add_staff(engine, "tech-1", "technician")
+    with TestClient(make_app(engine, Clock(later))) as client:
+        fleet = client.get("/api/cabinets", headers=bearer(token_for(engine, staff_id, later)))
+    row = next(c for c in fleet.json()["cabinets"] if c["id"] == CAB)
+    assert (row["applied_through"], row["gap_from"], row["held_events"]) == (1, 2, 2)
+    assert row["held_since"] == NOW.isoformat()
+
+
 def test_a_reused_sequence_lands_in_exceptions_once(engine: Engine) -> None:
     setup_network(engine)
     first = loan(1, "I1")
