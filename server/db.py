@@ -162,13 +162,16 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 def lock_cabinet(conn: Connection, cabinet_id: str) -> Row[Any] | None:
     """The cabinet's row, locked until the transaction ends (None if there is no such cabinet).
 
-    PostgreSQL: ``SELECT … FOR UPDATE``, so a second server process applying a batch of the
-    same cabinet waits here until the first commits, then reads the committed
-    ``applied_through``. SQLite has no row locks (the clause is not rendered) and needs none:
+    PostgreSQL: ``SELECT … FOR NO KEY UPDATE``, so a second server process applying a batch
+    of the same cabinet waits here until the first commits, then reads the committed
+    ``applied_through``. Not ``FOR UPDATE``: that would also block every foreign-key check
+    naming this cabinet (another cabinet's batch placing an item here, ``FOR KEY SHARE``)
+    while this batch waits for the item lock that other batch holds — a deadlock the ingest
+    benchmark met (SQLSTATE 40P01). SQLite has no row locks (the clause is not rendered) and needs none:
     the ``BEGIN IMMEDIATE`` of :func:`write_tx` already admits one writer at a time. Calling
     it outside ``write_tx`` is a bug on both databases and raises ``RuntimeError``.
     """
     if not conn.get_execution_options().get(_WRITE_OPTION) or not conn.in_transaction():
         raise RuntimeError("lock_cabinet must be called inside write_tx(engine)")
-    stmt = select(cabinets).where(cabinets.c.id == cabinet_id).with_for_update()
+    stmt = select(cabinets).where(cabinets.c.id == cabinet_id).with_for_update(key_share=True)
     return conn.execute(stmt).first()
