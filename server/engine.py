@@ -303,15 +303,15 @@ def _check_loan(conn: Connection, cabinet_id: str, event: CabinetEvent, item_id:
             _open_exception(conn, "loan_over_hold", item_id=item_id, cabinet_id=cabinet_id,
                             reader_id=reader_id, now=now, dedupe_key=key,
                             evidence={"events": [ev], "hold_for": holder})
-    if reader_id is None:
-        return
+    if reader_id is None or not event.offline:
+        return  # an online loan was decided by the server itself: nothing to judge later
     reader = conn.execute(select(readers.c.status).where(readers.c.id == reader_id)).first()
-    if event.offline and reader is not None and reader.status != "ok":
+    if reader is not None and reader.status != "ok":
         _open_exception(conn, "loan_to_blocked_reader", item_id=item_id, cabinet_id=cabinet_id,
                         reader_id=reader_id, now=now, dedupe_key=key,
                         evidence={"events": [ev], "reader_status": reader.status})
     grant_id = _str(event.payload, "grant_id")
-    if event.offline and grant_id is not None:
+    if grant_id is not None:
         _check_overdraft(conn, cabinet_id, event, reader_id, grant_id, now)
 
 
