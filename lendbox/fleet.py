@@ -34,7 +34,6 @@ from __future__ import annotations
 import heapq
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from syncproto import grants, signing
+
+from .child import ReadyChild
 from syncproto.messages import CabinetEvent, SyncBatch, SyncReply
 
 __all__ = [
@@ -542,7 +543,7 @@ def login(client: HttpClient, username: str, password: str) -> str:
                                json={"username": username, "password": password}))["token"])
 
 
-class ServerRun:
+class ServerRun(ReadyChild):
     """``lendbox server run --db URL --port 0`` as a child process in its own session.
 
     :meth:`start` waits for ``server ready http://HOST:PORT`` (the port is chosen by the
@@ -552,54 +553,12 @@ class ServerRun:
 
     def __init__(self, db_url: str, *, log: Path | None = None, log_level: str = "warning",
                  env: dict[str, str] | None = None) -> None:
+        super().__init__(["server", "run", "--db", db_url, "--host", "127.0.0.1", "--port", "0",
+                          "--log-level", log_level], "server ready ", log=log, env=env)
         self.db_url = db_url
-        self.log = log
-        self.log_level = log_level
-        self.env = env or {}
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.startup_s = 0.0
-        self.lines: list[str] = []
-        self._reader: threading.Thread | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, "not started"
-        return self.proc.pid
 
     def start(self, timeout: float = 60.0) -> ServerRun:
-        t0 = time.monotonic()
-        stderr: Any = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lendbox.cli", "server", "run", "--db", self.db_url,
-                 "--host", "127.0.0.1", "--port", "0", "--log-level", self.log_level],
-                stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
-        finally:
-            if self.log:
-                stderr.close()
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
-                if line.startswith("server ready "):
-                    self.url = line.split()[2]
-                    ready.set()
-
-        self._reader = threading.Thread(target=read, name=f"server-run-out:{self.proc.pid}",
-                                        daemon=True)
-        self._reader.start()
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"lendbox server run exited with {self.proc.returncode} "
-                                   f"before it was ready: {' | '.join(self.lines[-5:])}")
-            if time.monotonic() - t0 > timeout:
-                self.stop()
-                raise TimeoutError("lendbox server run was not ready in time")
-        self.startup_s = time.monotonic() - t0
+        super().start(timeout)
         return self
 
     def peak_rss_kib(self) -> int | None:
@@ -613,33 +572,6 @@ class ServerRun:
         if self.proc is None:
             return None
         return _proc_status_kib(self.proc.pid, "VmRSS")
-
-    def stop(self, grace_s: float = 10.0) -> int | None:
-        """Stop the server by its pid; its exit code (None if it was never started)."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        if self._reader is not None:
-            self._reader.join(5)  # it ends at the output's end, now that the process is gone
-        if proc.stdout is not None:
-            proc.stdout.close()
-        return proc.returncode
-
-    def __enter__(self) -> ServerRun:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _proc_status_kib(pid: int, key: str) -> int | None:

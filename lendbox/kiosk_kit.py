@@ -8,17 +8,14 @@ they must build it the same way.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from .child import ReadyChild
 
 __all__ = ["KioskClient", "KioskProcess", "kiosk_config", "to_toml", "write_kiosk_config"]
 
@@ -108,74 +105,19 @@ def write_kiosk_config(path: Path, sim: Any, **kwargs: Any) -> Path:
     return path
 
 
-class KioskProcess:
-    """``lendbox kiosk run CONFIG`` as a child process (its own process group)."""
+class KioskProcess(ReadyChild):
+    """``lendbox kiosk run CONFIG`` as a child process (its own session), ready when it
+    prints ``kiosk ready URL``; stopped by its pid."""
 
     def __init__(self, config: Path, *, log: Path | None = None,
                  log_level: str = "warning") -> None:
+        super().__init__(["kiosk", "run", str(config), "--log-level", log_level],
+                         "kiosk ready ", log=log)
         self.config = config
-        self.log = log
-        self.log_level = log_level
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.startup_s = 0.0
-        self._lines: list[str] = []
 
     def start(self, timeout: float = 30.0) -> KioskProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        t0 = time.monotonic()
-        stderr = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lendbox.cli", "kiosk", "run", str(self.config),
-             "--log-level", self.log_level],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, start_new_session=True)
-        if self.log:
-            stderr.close()
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self._lines.append(line.rstrip())
-                if line.startswith("kiosk ready "):
-                    self.url = line.split()[2]
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"kiosk exited with {self.proc.returncode} before it was "
-                                   f"ready: {' | '.join(self._lines[-5:])}")
-            if time.monotonic() - t0 > timeout:
-                self.kill()
-                raise TimeoutError("kiosk not ready in time")
-        self.startup_s = time.monotonic() - t0
+        super().start(timeout)
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def kill(self) -> None:
-        """SIGKILL: what a power cut does to the kiosk process."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def __enter__(self) -> KioskProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class KioskClient:

@@ -20,13 +20,7 @@ offline window is a real one: its sync requests fail while cabinet A's go throug
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import select
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,9 +29,10 @@ from typing import Any, TextIO
 
 import httpx
 
+from .fleet import ServerRun, create_admin, init_db
 from .kiosk_kit import KioskClient, KioskProcess, KioskRefused, write_kiosk_config
 
-__all__ = ["CableRelay", "NetworkStory", "ServerProcess"]
+__all__ = ["CableRelay", "NetworkStory"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "simulator" / "cabinets" / "small.toml"
@@ -55,70 +50,6 @@ def demo_id_number(seed: int) -> str:
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     total = sum(int(d) * w for d, w in zip(body, weights, strict=True))
     return body + "10X98765432"[total % 11]
-
-
-class ServerProcess:
-    """``lendbox server run`` as a child process on a free port; stopped by its pid."""
-
-    def __init__(self, db_url: str, log: Path) -> None:
-        self.db_url = db_url
-        self.log = log
-        self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def _cli(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([sys.executable, "-m", "lendbox.cli", "server", *args,
-                               "--db", self.db_url], input=stdin, capture_output=True,
-                              text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"lendbox server {args[0]} failed: {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def init(self) -> list[str]:
-        """``init`` and ``create-admin``: what they printed."""
-        return [self._cli("init"),
-                self._cli("create-admin", ADMIN, "--password-stdin", stdin=ADMIN_PASSWORD + "\n")]
-
-    def start(self, timeout: float = 30.0) -> ServerProcess:
-        out = open(self.log, "ab")  # noqa: SIM115 - the child writes to it until stopped
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "lendbox.cli", "server", "run", "--db", self.db_url,
-             "--host", "127.0.0.1", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=out, start_new_session=True)
-        out.close()
-        assert self._proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self._proc.stdout], [], [], 0.2)
-            if ready:
-                line = self._proc.stdout.readline().decode()
-                found = re.search(r"server ready (http://\S+)", line)
-                if found:
-                    self.url = found.group(1)
-                    return self
-            if self._proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(f"the server did not start; see {self.log}")
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 class CableRelay:
@@ -220,7 +151,7 @@ class Cabinet:
 class NetworkStory:
     workdir: Path
     out: TextIO
-    server: ServerProcess | None = None
+    server: ServerRun | None = None
     relay: CableRelay | None = None
     cabinets: list[Cabinet] = field(default_factory=list)
     api: httpx.Client | None = None
@@ -244,9 +175,10 @@ class NetworkStory:
         from simulator import Simulator
 
         db_url = f"sqlite:///{self.workdir / 'server.db'}"
-        self.server = ServerProcess(db_url, self.workdir / "server.log")
-        for line in self.server.init():
-            self.say(f"   $ lendbox server … → {line.splitlines()[-1]}")
+        init_db(db_url)
+        create_admin(db_url, ADMIN, ADMIN_PASSWORD)
+        self.say(f"   lendbox server init + create-admin {ADMIN}: schema, signing key, operator")
+        self.server = ServerRun(db_url, log=self.workdir / "server.log", log_level="info")
         self.server.start()
         self.say(f"   central server {self.server.url} (pid {self.server.pid}, SQLite "
                  f"{self.workdir / 'server.db'})")
