@@ -56,48 +56,42 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(tmp) / "server.log"
         fleet = Fleet(args.cabinets, seed=args.seed, items_per_cabinet=80,
                       branches=max(1, args.cabinets // 50))
-        try:
-            with served(dbs.fresh("backlog"), log) as srv:
-                t0 = time.perf_counter()
-                register(srv.client, fleet, srv.token, readers=args.readers)
-                print(f"registered {args.cabinets} cabinets in {len(fleet.branches)} branches "
-                      f"and {args.readers} readers through the staff API in "
-                      f"{time.perf_counter() - t0:.1f} s", flush=True)
-                if args.warmup_days > 0:
-                    warm = fleet.simulate(args.warmup_days, events_per_day=PER_DAY,
-                                          cross_returns=0.1)
-                    s, _ = push_all(srv.client, fleet.cabinets, pushers=args.pushers,
-                                    batch_size=args.batch)
-                    print(f"warm-up: {args.warmup_days:g} online day(s), {warm} events pushed "
-                          f"in {s:.1f} s (not timed below)", flush=True)
-                base = fleet.total_events
-                backlog = fleet.simulate(args.days, events_per_day=PER_DAY, cross_returns=0.15,
-                                         outage=(0, args.days))
-                offline = sum(e.offline for c in fleet.cabinets for e in c.events[c.acked:])
-                per_cab = backlog / args.cabinets
-                print(f"outage: {args.days:g} days offline, backlog {backlog} events "
-                      f"({per_cab:.0f} per cabinet, {per_cab / args.days:.1f} per cabinet-day; "
-                      f"{offline} flagged offline; up to "
-                      f"{-(-max(c.last_seq - c.acked for c in fleet.cabinets) // args.batch)} "
-                      f"batch(es) of {args.batch} per cabinet)", flush=True)
-                rss_before = srv.server.rss_kib() or 0
+        with served(dbs.fresh("backlog"), log) as srv:
+            t0 = time.perf_counter()
+            register(srv.client, fleet, srv.token, readers=args.readers)
+            print(f"registered {args.cabinets} cabinets in {len(fleet.branches)} branches "
+                  f"and {args.readers} readers through the staff API in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
+            if args.warmup_days > 0:
+                warm = fleet.simulate(args.warmup_days, events_per_day=PER_DAY,
+                                      cross_returns=0.1)
+                s, _ = push_all(srv.client, fleet.cabinets, pushers=args.pushers,
+                                batch_size=args.batch)
+                print(f"warm-up: {args.warmup_days:g} online day(s), {warm} events pushed "
+                      f"in {s:.1f} s (not timed below)", flush=True)
+            base = fleet.total_events
+            backlog = fleet.simulate(args.days, events_per_day=PER_DAY, cross_returns=0.15,
+                                     outage=(0, args.days))
+            offline = sum(e.offline for c in fleet.cabinets for e in c.events[c.acked:])
+            per_cab = backlog / args.cabinets
+            print(f"outage: {args.days:g} days offline, backlog {backlog} events "
+                  f"({per_cab:.0f} per cabinet, {per_cab / args.days:.1f} per cabinet-day; "
+                  f"{offline} flagged offline; up to "
+                  f"{-(-max(c.last_seq - c.acked for c in fleet.cabinets) // args.batch)} "
+                  f"batch(es) of {args.batch} per cabinet)", flush=True)
+            rss_before = srv.server.rss_kib() or 0
 
-                def progress(elapsed: float, acked: int, done: int) -> None:
-                    print(f"  {elapsed:6.0f} s: {acked - base:>8} / {backlog} events applied, "
-                          f"{done:>5} / {args.cabinets} cabinets reconciled, server RSS "
-                          f"{(srv.server.rss_kib() or 0) / 1024:.0f} MiB", flush=True)
+            def progress(elapsed: float, acked: int, done: int) -> None:
+                print(f"  {elapsed:6.0f} s: {acked - base:>8} / {backlog} events applied, "
+                      f"{done:>5} / {args.cabinets} cabinets reconciled, server RSS "
+                      f"{(srv.server.rss_kib() or 0) / 1024:.0f} MiB", flush=True)
 
-                seconds, results = push_all(srv.client, fleet.cabinets, pushers=args.pushers,
-                                            batch_size=args.batch, progress_s=15,
-                                            on_progress=progress)
-                peak = srv.server.peak_rss_kib() or 0
-                retries = sum(r.retries for r in results)
-                requests = sum(r.requests for r in results)
-        except BaseException:
-            if log.exists():
-                print("server log (tail):\n" + log.read_text(errors="replace")[-3000:],
-                      file=sys.stderr)
-            raise
+            seconds, results = push_all(srv.client, fleet.cabinets, pushers=args.pushers,
+                                        batch_size=args.batch, progress_s=15,
+                                        on_progress=progress)
+            peak = srv.server.peak_rss_kib() or 0
+            retries = sum(r.retries for r in results)
+            requests = sum(r.requests for r in results)
         assert all(c.acked == c.last_seq for c in fleet.cabinets)
         print(log_summary(log))
         print(f"reconciled: {args.cabinets} cabinets, {backlog} events in {seconds:.1f} s "

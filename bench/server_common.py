@@ -111,7 +111,8 @@ class Served:
 @contextlib.contextmanager
 def served(db_url: str, log: Path) -> Iterator[Served]:
     """``lendbox server init`` + ``create-admin`` on ``db_url``, ``lendbox server run`` on a
-    free port, and a client logged in as the operator; the server is stopped on exit."""
+    free port, and a client logged in as the operator; the server is stopped on exit, and
+    when the block fails the tail of the server's log is printed first (the why)."""
     init_db(db_url)
     create_admin(db_url, OPERATOR, PASSWORD)
     server = ServerRun(db_url, log=log)
@@ -121,6 +122,11 @@ def served(db_url: str, log: Path) -> Iterator[Served]:
         client = httpx.Client(base_url=server.url, timeout=300,
                               limits=httpx.Limits(max_connections=64))
         yield Served(server, client, login(client, OPERATOR, PASSWORD), db_url)
+    except BaseException:
+        if log.exists():
+            print("server log (tail):\n" + log.read_text(errors="replace")[-3000:],
+                  file=sys.stderr)
+        raise
     finally:
         if client is not None:
             client.close()

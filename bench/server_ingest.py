@@ -47,26 +47,20 @@ def run_kind(kind: str, args: argparse.Namespace) -> dict[str, float]:
         print(f"database: {dbs.version}")
         log = Path(tmp) / "server.log"
         fleet = Fleet(args.cabinets, seed=args.seed, items_per_cabinet=80, branches=4)
-        try:
-            with served(dbs.fresh("ingest"), log) as srv:
-                register(srv.client, fleet, srv.token, readers=50)
-                days = 0.0
-                while fleet.total_events < args.events:
-                    fleet.simulate(1, events_per_day=PER_DAY, cross_returns=0.1)
-                    days += 1
-                total = fleet.total_events
-                print(f"fleet: {args.cabinets} cabinets, {days:.0f} simulated days, {total} "
-                      f"events; {args.pushers} pushers, batches of {args.batch}")
-                seconds, results = push_all(srv.client, fleet.cabinets, pushers=args.pushers,
-                                            batch_size=args.batch)
-                requests = sum(r.requests for r in results)
-                retries = sum(r.retries for r in results)
-                rss = srv.server.peak_rss_kib()
-        except BaseException:
-            if log.exists():
-                print("server log (tail):\n" + log.read_text(errors="replace")[-3000:],
-                      file=sys.stderr)
-            raise
+        with served(dbs.fresh("ingest"), log) as srv:
+            register(srv.client, fleet, srv.token, readers=50)
+            days = 0.0
+            while fleet.total_events < args.events:
+                fleet.simulate(1, events_per_day=PER_DAY, cross_returns=0.1)
+                days += 1
+            total = fleet.total_events
+            print(f"fleet: {args.cabinets} cabinets, {days:.0f} simulated days, {total} "
+                  f"events; {args.pushers} pushers, batches of {args.batch}")
+            seconds, results = push_all(srv.client, fleet.cabinets, pushers=args.pushers,
+                                        batch_size=args.batch)
+            requests = sum(r.requests for r in results)
+            retries = sum(r.retries for r in results)
+            rss = srv.server.peak_rss_kib()
         assert all(c.acked == c.last_seq for c in fleet.cabinets)
         print(log_summary(log))
         http_rate = total / seconds

@@ -261,6 +261,18 @@ class NetworkStory:
         with dst.lock:
             dst.model.items[item_id] = dataclasses.replace(item, door=None)
 
+    def _borrow_one(self, cab: Cabinet, client: KioskClient, qr: str, *, door: int) -> str:
+        """The reader shows her QR code, opens ``door``, takes its first book and shuts it."""
+        client.start_session("qr", qr)
+        client.open_door(door)
+        self._wait_open(cab.sim, door)
+        book = str(cab.sim.door_items(door)[0].item_id)
+        cab.sim.take_item(book)
+        cab.sim.close_door(door)
+        client.wait(lambda s: not s["doors"], 20, "door counted")
+        client.finish()
+        return book
+
     def _synced(self, cab: Cabinet) -> None:
         c = cab.client()
         try:
@@ -321,14 +333,7 @@ class NetworkStory:
         ca, cb = a.client(), b.client()
         try:
             qr = self._ok(reader.get("/api/readers/me/qr"))["qr"]
-            ca.start_session("qr", qr)
-            ca.open_door(2)
-            self._wait_open(a.sim, 2)
-            book = a.sim.door_items(2)[0].item_id
-            a.sim.take_item(book)
-            a.sim.close_door(2)
-            ca.wait(lambda s: not s["doors"], 20, "door counted")
-            ca.finish()
+            book = self._borrow_one(a, ca, qr, door=2)
             self._synced(a)
             item = self._ok(api.get(f"/api/items/{book}"))
             self.say(f"   she takes {book}《{item['title']}》; the server: {item['status']}, "
@@ -359,14 +364,7 @@ class NetworkStory:
             self.say("\n== 5d. Cabinet B's network cable is cut; she borrows there offline")
             qr = self._ok(reader.get("/api/readers/me/qr"))["qr"]  # fetched on her phone's 4G
             self.relay.cut()
-            cb.start_session("qr", qr)
-            cb.open_door(2)
-            self._wait_open(b.sim, 2)
-            offline_book = b.sim.door_items(2)[0].item_id
-            b.sim.take_item(offline_book)
-            b.sim.close_door(2)
-            cb.wait(lambda s: not s["doors"], 20, "door counted")
-            cb.finish()
+            offline_book = self._borrow_one(b, cb, qr, door=2)
             self.say(f"   she takes {offline_book}; cabinet B online: {cb.state()['online']}, "
                      f"pending events {cb.health()['pending_events']}")
             self._ok(api.post(f"/api/readers/{reg['reader_id']}/block",

@@ -73,6 +73,13 @@ def _fail(command: str, exc: Exception) -> int:
     return 2 if isinstance(exc, ValueError) else 1
 
 
+def _not_initialised(command: str, url: str, exc: Exception) -> int:
+    """A database error of a command that needs the schema: say how to create it → 1."""
+    print(f"lendbox server {command}: {getattr(exc, 'orig', None) or exc} (is the database "
+          f"{_shown(url)} initialised? run 'lendbox server init')", file=sys.stderr)
+    return 1
+
+
 # ---- init, migrate (storage) ----
 
 def _register_init(sub: Any) -> None:
@@ -313,9 +320,7 @@ def _cmd_create_admin(args: argparse.Namespace) -> int:
         print(taken, file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        print(f"lendbox server {command}: {getattr(exc, 'orig', None) or exc} (is the database "
-              f"{_shown(url)} initialised? run 'lendbox server init')", file=sys.stderr)
-        return 1
+        return _not_initialised(command, url, exc)
     finally:
         engine.dispose()
     print(f"created operator {username!r} in {_shown(url)}")
@@ -370,9 +375,7 @@ def _cmd_import_items(args: argparse.Namespace) -> int:
     except CatalogueError as exc:
         return _fail(command, exc)
     except SQLAlchemyError as exc:
-        print(f"lendbox server {command}: {getattr(exc, 'orig', None) or exc} (is the database "
-              f"{_shown(url)} initialised? run 'lendbox server init')", file=sys.stderr)
-        return 1
+        return _not_initialised(command, url, exc)
     finally:
         engine.dispose()
     print(f"imported {total} records into {_shown(url)}: {created} new, {updated} updated, "
