@@ -74,6 +74,8 @@ ACTIONS: dict[str, list[str]] = {
     "double_loan": ["keep_later_loan", "keep_earlier_loan", "mark_missing"],
     # ingest: a cabinet's sequence gap that stays open (its later events wait unapplied)
     "sequence_gap": ["acknowledge"],
+    # server.ils_outbox: the ILS refused a forwarded loan/return/renewal (its message kept)
+    "ils_rejected": ["acknowledge", "resend"],
     # a book from outside the network (server.routing): it stays flagged in the cabinet
     "foreign_item_returned": ["keep_for_owner", "send_to_owner"],
 }
@@ -457,6 +459,11 @@ def resolve_exception(conn: Connection, exception_id: int, action: str, note: st
         # staff take it out at the next restock visit and post it to its owner
         restock.add_task(conn, cabinet_id=row.cabinet_id, item_id=row.item_id, action="unload",
                          reason="transit_home", ref=f"exception:{exception_id}", now=now)
+    elif action == "resend":  # staff fixed the cause in the ILS: forward it again
+        from .schema import ils_outbox
+
+        conn.execute(update(ils_outbox).where(ils_outbox.c.id == evidence.get("outbox_id"))
+                     .values(status="pending", updated_at=now))
     elif action == "lift_suspension":
         grant_id = evidence.get("grant_id")
         conn.execute(update(grants).where(grants.c.grant_id == grant_id).values(suspended=False))

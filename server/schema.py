@@ -424,3 +424,33 @@ collection_profiles = Table(
     Column("stale_days", Integer, nullable=False, default=60),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+
+# ----------------------------------------------------------------------------- revision 0005
+
+#: Circulation results to forward to the ILS over SIP2, exactly once (server.ils_outbox).
+#: ``status``: ``pending`` (to send), ``sent`` (written to the ILS, answer not yet recorded:
+#: after a crash or a lost answer it is *uncertain* and resolved by asking the ILS before any
+#: retry), ``confirmed``, ``rejected`` (an ILS refusal: a staff exception with its message).
+#: ``source`` identifies the result (an event uuid, a renewal's audit id) with ``kind``.
+ils_outbox = Table(
+    "ils_outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(12), nullable=False),  # checkout | checkin | renew
+    Column("source", String(64), nullable=False),
+    Column("item_id", String(64), nullable=False),
+    Column("reader_id", String(64), nullable=True),
+    Column("cabinet_id", String(64), nullable=True),
+    Column("transaction_at", UtcDateTime(), nullable=False),  # the original time
+    Column("due", String(10), nullable=True),  # checkout / renew: the due date the reader has
+    Column("offline", Boolean, nullable=False, default=False),  # → no-block = Y
+    Column("status", String(12), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("resolved_by", String(24), nullable=True),  # answer | item_information | staff
+    Column("ils_message", String(300), nullable=True),  # the ILS's screen message (AF)
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("kind", "source"),
+    Index("ix_ils_outbox_status", "status", "id"),
+    Index("ix_ils_outbox_item", "item_id", "id"),
+)
