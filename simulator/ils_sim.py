@@ -318,6 +318,28 @@ class IlsSim:
         with self._fault_lock:
             return {**self._faults.as_dict(), "fired": dict(self.fired)}
 
+    def add_reader(self, patron_id: str = "", name: str = "", password: str = "",
+                   blocked: bool = False) -> dict[str, Any]:
+        """Register a reader (what the library's own registration does: 秒办证 readers
+        reach the ILS too); ValueError without an id. Kept in the state file."""
+        if not isinstance(patron_id, str) or not patron_id or not isinstance(name, str):
+            raise ValueError("a reader needs a patron_id and a name")
+        with self.lock:
+            self.library.readers[patron_id] = Reader(patron_id, name, password,
+                                                     blocked=bool(blocked))
+            self._save()
+        return {"patron_id": patron_id, "name": name}
+
+    def add_item(self, item_id: str = "", title: str = "", branch: str = "") -> dict[str, Any]:
+        """Catalogue a copy (the ILS's own catalogue); ValueError without an id."""
+        if not isinstance(item_id, str) or not item_id or not isinstance(title, str):
+            raise ValueError("an item needs an item_id and a title")
+        with self.lock:
+            if item_id not in self.library.copies:
+                self.library.copies[item_id] = Copy(item_id, title, str(branch))
+            self._save()
+        return {"item_id": item_id}
+
     def journal(self) -> list[dict[str, Any]]:
         """What the library applied: [{"op", "item_id", "patron_id", "when"}] in order."""
         with self.lock:
@@ -692,7 +714,8 @@ class _ControlHTTP(ThreadingHTTPServer):
 
 def _control_dispatch(sim: IlsSim, method: str, path: str, body: bytes) -> tuple[int, Any]:
     """GET /faults, POST /faults {switches}, POST /faults/clear, GET /journal, GET /state,
-    GET /items/ID. Never raises."""
+    GET /items/ID, POST /readers {patron_id, name, password?, blocked?}, POST /items
+    {item_id, title, branch}. Never raises."""
     path = path.split("?", 1)[0].rstrip("/") or "/"
     try:
         data: Any = json.loads(body) if body.strip() else {}
@@ -708,6 +731,10 @@ def _control_dispatch(sim: IlsSim, method: str, path: str, body: bytes) -> tuple
             return 200, sim.journal()
         if method == "GET" and path == "/state":
             return 200, sim.state()
+        if method == "POST" and path == "/readers":
+            return 200, sim.add_reader(**data)
+        if method == "POST" and path == "/items":
+            return 200, sim.add_item(**data)
         if method == "GET" and path.startswith("/items/"):
             with sim.lock:
                 copy = sim.library.copy(path[len("/items/"):])

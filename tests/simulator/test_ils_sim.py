@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -375,5 +376,18 @@ def test_ils_sim_command_as_a_child() -> None:
             c.close()
         journal = _http(f"{control}/journal")
         assert [(e["op"], e["item_id"]) for e in journal] == [("checkout", BOOK)]
+        # the library's own registration feed: a new reader and a new copy, then a loan
+        assert _http(f"{control}/readers", {"patron_id": "E0001", "name": "孙八"})
+        assert _http(f"{control}/items", {"item_id": "NEW-1", "title": "边城", "branch": "b"})
+        c = Client((host, int(port)), "cn-gb18030")
+        try:
+            c.login()
+            out = c.ask(_checkout(item="NEW-1", patron="E0001"))
+            assert out.get_fixed("ok") == "1"
+        finally:
+            c.close()
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            _http(f"{control}/readers", {"name": "no id"})
+        assert bad.value.code == 400
     finally:
         assert child.stop() == 0
