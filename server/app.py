@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import (
     routes_admin,
     routes_exceptions,
+    routes_ils,
     routes_items,
     routes_readers,
     routes_reports,
@@ -227,4 +228,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(routes_rotation.router)
     app.include_router(routes_restock.router)
     app.include_router(routes_items.router)
+    app.include_router(routes_ils.router)
     return app

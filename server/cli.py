@@ -159,7 +159,8 @@ def _register_run(sub: Any) -> None:
                        "database until SIGTERM/Ctrl-C. Prints 'server ready http://HOST:PORT' "
                        "once it listens. Settings not given here come from LENDBOX_* variables "
                        "(LENDBOX_HOST, LENDBOX_PORT, LENDBOX_SIGNATURE_WINDOW_S, "
-                       "LENDBOX_TOKEN_TTL_S).")
+                       "LENDBOX_TOKEN_TTL_S, LENDBOX_ILS_*). With an ILS configured it also "
+                       "forwards every loan and return to it over SIP2, exactly once.")
     add_db_option(p)
     p.add_argument("--host", default=None,
                    help="listen address (default: $LENDBOX_HOST, else 127.0.0.1)")
@@ -167,7 +168,20 @@ def _register_run(sub: Any) -> None:
                    help="listen port (default: $LENDBOX_PORT, else 8000; 0 = any free port)")
     p.add_argument("--log-level", default="warning",
                    choices=["debug", "info", "warning", "error"])
+    p.add_argument("--ils", metavar="HOST:PORT", default=None,
+                   help="forward circulation to the library's ILS over SIP2 there (default: "
+                   "$LENDBOX_ILS_HOST / $LENDBOX_ILS_PORT; login, profile, institution, "
+                   "location and interval from the other LENDBOX_ILS_* variables)")
     p.set_defaults(func=_cmd_run)
+
+
+def _ils_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` of ``--ils`` (ValueError naming the option)."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"--ils {value!r}: expected HOST:PORT")
+    return host, int(port)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -183,6 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .db import make_engine
+    from .ils_service import IlsService
     from .migrate import current, head
     from .settings import Settings
 
@@ -192,6 +207,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(
             base, database_url=url, host=args.host or base.host,
             port=base.port if args.port is None else args.port)
+        if args.ils:
+            ils_host, ils_port = _ils_address(args.ils)
+            settings = dataclasses.replace(settings, ils_host=ils_host, ils_port=ils_port)
         engine = make_engine(url)
     except ValueError as exc:
         return _fail("run", exc)
@@ -214,6 +232,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                        log_level=args.log_level, access_log=False,
                                        lifespan="off", timeout_graceful_shutdown=5))
     stopped = threading.Event()
+    ils: IlsService | None = None  # forwarding to the ILS, when one is configured
 
     def on_signal(signum: int, frame: Any) -> None:
         uv.should_exit = True
@@ -230,6 +249,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"lendbox server run: could not listen on {settings.host}:{settings.port} "
                   "(port in use? address not local?)", file=sys.stderr)
             return 1
+        if settings.ils_configured:
+            ils = IlsService(engine, settings).start()
+            print(f"forwarding circulation to the ILS at {settings.ils_host}:"
+                  f"{settings.ils_port} (profile {settings.ils_profile})", flush=True)
         host, port = uv.servers[0].sockets[0].getsockname()[:2]
         shown_host = f"[{host}]" if ":" in host else host
         print(f"server ready http://{shown_host}:{port}", flush=True)
@@ -238,6 +261,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     finally:
         uv.should_exit = True
+        if ils is not None:
+            ils.stop()
         thread.join(timeout=10)
         engine.dispose()
 

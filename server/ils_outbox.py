@@ -285,6 +285,10 @@ class Forwarder:
         except LostAnswer:
             done["lost"] += 1  # stays "sent": the next pass looks it up
             return
+        except IlsUnreachable:
+            with write_tx(self.engine) as conn:  # nothing went out: plainly pending again
+                _set(conn, entry.id, self.clock(), status="pending")
+            raise
         with write_tx(self.engine) as conn:
             done[record_answer(conn, entry, answer, self.clock())] += 1
 

@@ -182,13 +182,16 @@ def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: dat
     machine, causal order across cabinets, conflicts into the staff exceptions queue.
     """
     # engine, holds and routing import this module
-    from . import holds, routing
+    from . import holds, ils_outbox, routing
     from .engine import apply_event as engine_apply_event
 
     engine_apply_event(conn, cabinet_id, event, now, versions, holds=holds.holder_of)
     # holds first: a returned book a waiting hold takes does not go home
     holds.after_event(conn, cabinet_id, event, now)
     routing.after_event(conn, cabinet_id, event, now)
+    # the ILS's share (loan → checkout, return → checkin), queued in this transaction and
+    # whether an ILS is configured or not (server/ils_service.py forwards it)
+    ils_outbox.enqueue_event(conn, cabinet_id, event, now)
 
 
 def _record_conflict(conn: Connection, cabinet_id: str, kind: str, kept: CabinetEvent,
@@ -279,7 +282,7 @@ def _apply_pending(conn: Connection, cabinet_id: str, applied_through: int,
         .order_by(events.c.seq)).all()
     from . import batchcache
 
-    contiguous = []
+    contiguous: list[Any] = []
     for row in pending:
         if row.seq != applied_through + len(contiguous) + 1:
             break

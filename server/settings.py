@@ -8,7 +8,10 @@ checked when it is read, so a typo stops the server at start with the variable n
 at the first request.
 
 Variables: ``LENDBOX_DATABASE_URL``, ``LENDBOX_HOST``, ``LENDBOX_PORT``,
-``LENDBOX_SIGNATURE_WINDOW_S``, ``LENDBOX_TOKEN_TTL_S``.
+``LENDBOX_SIGNATURE_WINDOW_S``, ``LENDBOX_TOKEN_TTL_S``; the library's ILS (SIP2, see
+``server/ils_service.py``): ``LENDBOX_ILS_HOST``, ``LENDBOX_ILS_PORT``, ``LENDBOX_ILS_USER``,
+``LENDBOX_ILS_PASSWORD``, ``LENDBOX_ILS_PROFILE``, ``LENDBOX_ILS_INSTITUTION``,
+``LENDBOX_ILS_LOCATION``, ``LENDBOX_ILS_INTERVAL_S`` — forwarding is on iff the host is set.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import sip2proto
 
 __all__ = ["DEFAULT_DATABASE_URL", "ENV_PREFIX", "Settings"]
 
@@ -40,6 +45,22 @@ class Settings:
     port: int = 8000
     signature_window_s: float = 300.0
     token_ttl_s: float = 8 * 3600.0
+    #: the ILS's SIP2 listener; None = no ILS configured (the outbox only accumulates).
+    ils_host: str | None = None
+    ils_port: int = 6001
+    ils_user: str = ""
+    ils_password: str = ""
+    #: a name in ``sip2proto.PROFILES`` (encoding, terminator, checksum habits of the ILS).
+    ils_profile: str = "generic"
+    ils_institution: str = ""
+    ils_location: str = ""
+    #: seconds between two forwarding passes over the outbox.
+    ils_interval_s: float = 2.0
+
+    @property
+    def ils_configured(self) -> bool:
+        """Whether circulation is forwarded to an ILS (``ils_host`` is set)."""
+        return bool(self.ils_host)
 
     def __post_init__(self) -> None:
         if not isinstance(self.database_url, str) or not self.database_url.strip():
@@ -48,7 +69,16 @@ class Settings:
             raise ValueError("host must not be empty")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be an integer 0..65535, not {self.port!r}")
-        for name in ("signature_window_s", "token_ttl_s"):
+        if self.ils_host is not None and (not isinstance(self.ils_host, str)
+                                          or not self.ils_host.strip()):
+            raise ValueError("ils_host must not be empty when set")
+        if (isinstance(self.ils_port, bool) or not isinstance(self.ils_port, int)
+                or not 1 <= self.ils_port <= 65535):
+            raise ValueError(f"ils_port must be an integer 1..65535, not {self.ils_port!r}")
+        if self.ils_profile not in sip2proto.PROFILES:
+            raise ValueError(f"ils_profile {self.ils_profile!r} is not one of "
+                             f"{sorted(sip2proto.PROFILES)}")
+        for name in ("signature_window_s", "token_ttl_s", "ils_interval_s"):
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, int | float)
                     or not math.isfinite(value) or value <= 0):
@@ -68,6 +98,14 @@ class Settings:
             ("port", "PORT", int),
             ("signature_window_s", "SIGNATURE_WINDOW_S", float),
             ("token_ttl_s", "TOKEN_TTL_S", float),
+            ("ils_host", "ILS_HOST", str),
+            ("ils_port", "ILS_PORT", int),
+            ("ils_user", "ILS_USER", str),
+            ("ils_password", "ILS_PASSWORD", str),
+            ("ils_profile", "ILS_PROFILE", str),
+            ("ils_institution", "ILS_INSTITUTION", str),
+            ("ils_location", "ILS_LOCATION", str),
+            ("ils_interval_s", "ILS_INTERVAL_S", float),
         )
         for field_name, suffix, kind in readers:
             name = ENV_PREFIX + suffix

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-PARTS = ("catalogue", "routing", "services", "reports", "rotation")
+PARTS = ("catalogue", "routing", "services", "reports", "rotation", "ils")
 
 
 def merged() -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], Callable[[int], dict[str, Any]]]]:
