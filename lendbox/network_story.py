@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from .child import ReadyChild
 from .fleet import ServerRun, create_admin, init_db
 from .kiosk_kit import KioskClient, KioskProcess, KioskRefused, write_kiosk_config
 
@@ -40,6 +41,7 @@ LIBRARY = "CN-440300"
 OTHER_LIBRARIES = ("CN-440305",)
 CITY, COUNTY = "sz-city", "sz-county"
 ADMIN, ADMIN_PASSWORD = "demo-admin", "demo password 2026"
+ILS_PROFILE = "cn-utf8"
 POLICY = {"offline_allowance": 2, "offline_exposure_cap": 5, "session_idle_s": 120,
           "door_prompt_s": [30, 60], "door_alarm_s": 120}
 
@@ -155,6 +157,9 @@ class NetworkStory:
     relay: CableRelay | None = None
     cabinets: list[Cabinet] = field(default_factory=list)
     api: httpx.Client | None = None
+    ils: ReadyChild | None = None
+    ils_control: str = ""
+    ils_port: int = 0
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -178,7 +183,14 @@ class NetworkStory:
         init_db(db_url)
         create_admin(db_url, ADMIN, ADMIN_PASSWORD)
         self.say(f"   lendbox server init + create-admin {ADMIN}: schema, signing key, operator")
-        self.server = ServerRun(db_url, log=self.workdir / "server.log", log_level="info")
+        self._start_ils()
+        self.say(f"   the library's ILS: lendbox ils-sim on 127.0.0.1:{self.ils_port} "
+                 f"(SIP2, profile {ILS_PROFILE}, pid {self.ils.pid if self.ils else '?'})")
+        self.server = ServerRun(db_url, log=self.workdir / "server.log", log_level="info", env={
+            "LENDBOX_ILS_HOST": "127.0.0.1", "LENDBOX_ILS_PORT": str(self.ils_port),
+            "LENDBOX_ILS_USER": "lendbox", "LENDBOX_ILS_PASSWORD": "lendbox",
+            "LENDBOX_ILS_PROFILE": ILS_PROFILE, "LENDBOX_ILS_INSTITUTION": LIBRARY,
+            "LENDBOX_ILS_INTERVAL_S": "0.5"})
         self.server.start()
         self.say(f"   central server {self.server.url} (pid {self.server.pid}, SQLite "
                  f"{self.workdir / 'server.db'})")
@@ -207,6 +219,33 @@ class NetworkStory:
             self._cabinet_public = getattr(self, "_cabinet_public", {})
             self._cabinet_public[cab_id] = _b64(key.public_key().public_bytes_raw())
 
+    def _start_ils(self) -> None:
+        """``lendbox ils-sim`` with a state file: on a free port the first time, on the same
+        port after a crash (the server's SIP2 client reconnects to where it was)."""
+        self.ils = ReadyChild(["ils-sim", "--port", str(self.ils_port), "--profile", ILS_PROFILE,
+                               "--institution", LIBRARY, "--state",
+                               str(self.workdir / "ils-state.json")],
+                              "ils-sim ready ", log=self.workdir / "ils.log")
+        self.ils.start(timeout=30)
+        words = next(x for x in self.ils.lines if x.startswith("ils-sim ready ")).split()
+        self.ils_port = int(words[2].rsplit(":", 1)[1])
+        self.ils_control = words[4]
+
+    def _ils(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        url = self.ils_control + path
+        r = httpx.get(url, timeout=10) if body is None else httpx.post(url, json=body, timeout=10)
+        return self._ok(r)
+
+    def _outbox(self) -> dict[str, Any]:
+        assert self.api is not None
+        return dict(self._ok(self.api.get("/api/ils/outbox", params={"limit": 1000})))
+
+    def _forwarded(self, timeout: float = 30.0) -> dict[str, Any]:
+        """The outbox once nothing is pending or uncertain any more."""
+        return dict(self._wait("the ILS forwarding", lambda: (
+            (o := self._outbox()) and not o["counts"].get("pending")
+            and not o["counts"].get("sent") and o), timeout))
+
     @staticmethod
     def _trusted_keys(db_url: str) -> dict[str, str]:
         from server.db import make_engine
@@ -230,6 +269,8 @@ class NetworkStory:
             self.api.close()
         if self.server is not None:
             self.server.stop()
+        if self.ils is not None:
+            self.ils.stop()
 
     # ------------------------------------------------------------ helpers
     def _ok(self, r: httpx.Response) -> Any:
@@ -263,15 +304,20 @@ class NetworkStory:
 
     def _borrow_one(self, cab: Cabinet, client: KioskClient, qr: str, *, door: int) -> str:
         """The reader shows her QR code, opens ``door``, takes its first book and shuts it."""
+        return self._borrow(cab, client, qr, door=door, n=1)[0]
+
+    def _borrow(self, cab: Cabinet, client: KioskClient, qr: str, *, door: int,
+                n: int) -> list[str]:
         client.start_session("qr", qr)
         client.open_door(door)
         self._wait_open(cab.sim, door)
-        book = str(cab.sim.door_items(door)[0].item_id)
-        cab.sim.take_item(book)
+        books = [str(i.item_id) for i in cab.sim.door_items(door)[:n]]
+        for book in books:
+            cab.sim.take_item(book)
         cab.sim.close_door(door)
         client.wait(lambda s: not s["doors"], 20, "door counted")
         client.finish()
-        return book
+        return books
 
     def _synced(self, cab: Cabinet) -> None:
         c = cab.client()
@@ -305,6 +351,9 @@ class NetworkStory:
                                 "owner_library": item.owner_library or LIBRARY,
                                 "home_branch_id": cab.branch if own else None})
         got = self._ok(api.post("/api/items", json={"items": records}))
+        for record in records:  # the same catalogue is the ILS's own
+            self._ils("/items", {"item_id": record["item_id"], "title": record["title"],
+                                 "branch": record["home_branch_id"] or ""})
         self.say(f"   branches {CITY} (city) and {COUNTY} (county, under the city branch); "
                  f"cabinets {a.id} → {CITY}, {b.id} → {COUNTY}; catalogue: "
                  f"{got['created']} books imported")
@@ -330,6 +379,7 @@ class NetworkStory:
         reader = httpx.Client(base_url=self.server.url, timeout=10,
                               headers={"Authorization": f"Bearer {reg['token']}"})
         self.say(f"   reader {reg['reader_id']}, credit tier {reg['tier']}: no deposit")
+        self._ils("/readers", {"patron_id": reg["reader_id"], "name": "孙八"})
         ca, cb = a.client(), b.client()
         try:
             qr = self._ok(reader.get("/api/readers/me/qr"))["qr"]
@@ -381,7 +431,9 @@ class NetworkStory:
                 self.say(f"   exceptions queue #{e['id']}: {e['kind']} — item {e['item_id']}"
                          f", actions {e['actions']}")
 
-            self.say("\n== 5e. The reports the city asks for (GET /api/reports/…)")
+            self._ils_part(api, a, ca, b, cb, offline_book)
+
+            self.say("\n== 5g. The reports the city asks for (GET /api/reports/…)")
             for c in self._ok(api.get("/api/reports/discrepancies"))["cabinets"]:
                 kinds = {k.removesuffix("_count"): v for k, v in c.items()
                          if k.endswith("_count") and v}
@@ -403,3 +455,50 @@ class NetworkStory:
             ca.close()
             cb.close()
             reader.close()
+
+
+    # ------------------------------------------------------------ the ILS
+    def _ils_part(self, api: httpx.Client, a: Cabinet, ca: KioskClient, b: Cabinet,
+                  cb: KioskClient, offline_book: str) -> None:
+        assert self.ils is not None and self.server is not None
+        self.say("\n== 5e. The library's ILS (SIP2): every loan and return forwarded exactly once")
+        done = self._forwarded()
+        self.say(f"   ILS outbox: {done['counts']}; the ILS applied "
+                 f"{len(self._ils('/journal'))} transactions")
+        for row in done["rows"]:
+            self.say(f"   {row['kind']:<8} {row['item_id']} → {row['status']}"
+                     f"{' (no-block, offline)' if row.get('offline') else ''}")
+
+        self.say("\n== 5f. The ILS crashes mid-stream (SIGKILL) with an answer lost on the wire")
+        reg = self._ok(httpx.post(self.server.url + "/api/readers/register", json={
+            "display_name": "周九", "id_number": demo_id_number(9), "phone": "13800138009"}))
+        self._ils("/readers", {"patron_id": reg["reader_id"], "name": "周九"})
+        qr = self._ok(httpx.get(self.server.url + "/api/readers/me/qr", timeout=10, headers={
+            "Authorization": f"Bearer {reg['token']}"}))["qr"]
+        # the next checkout is applied by the ILS, then the connection drops before the
+        # answer; the ILS then refuses logins until it is restarted (a hung ILS process)
+        self._ils("/faults", {"drop_after": 1, "codes": ["11"], "refuse_login": True})
+        books = self._borrow(a, ca, qr, door=1, n=3)
+        self.say(f"   周九 borrows {', '.join(books)} at cabinet A")
+        self._wait("an answer lost", lambda: self._outbox()["counts"].get("sent"), 20)
+        self.ils.kill()
+        self.say(f"   the ILS applied the first checkout, its answer was lost, the ILS hung and "
+                 f"was killed (SIGKILL); the outbox holds {self._outbox()['counts']}")
+        self._start_ils()
+        self.say(f"   the ILS restarts on the same port from its own records (pid {self.ils.pid})")
+        done = self._forwarded()
+        journal = self._ils("/journal")
+        applied: dict[tuple[str, str], int] = {}
+        for entry in journal:
+            key = (entry["op"], entry["item_id"])
+            applied[key] = applied.get(key, 0) + 1
+        for row in done["rows"]:
+            if row["item_id"] in books:
+                how = row.get("resolved_by") or ""
+                self.say(f"   {row['kind']} {row['item_id']}: {row['status']}, resolved by "
+                         f"{how}, applied by the ILS {applied.get(('checkout', row['item_id']), 0)}×")
+        confirmed = sum(1 for r in done["rows"] if r["status"] == "confirmed")
+        twice = [k for k, n in applied.items() if n > 1]
+        self.say(f"   reconciliation: outbox {done['counts']}; ILS journal {len(journal)} "
+                 f"transactions; applied twice: {twice or 'none'}; lost: "
+                 f"{'none' if confirmed == len(journal) else confirmed - len(journal)}")

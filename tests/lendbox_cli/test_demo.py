@@ -53,6 +53,13 @@ def test_demo_story_through_the_kiosk_api() -> None:
     assert "cabinet B online: False" in network
     assert re.search(r"the offline loan reconciled: \d+ loaned", network)
     assert "loan_to_blocked_reader" in network
+    # the ILS (lendbox ils-sim over SIP2): forwarded exactly once, through a crash mid-stream
+    assert "ILS outbox: {'pending': 0, 'sent': 0, 'confirmed': 3, 'rejected': 0}" in network
+    assert "(no-block, offline)" in network
+    assert "'sent': 1" in network and "resolved by item_information, applied by the ILS 1×" in network
+    assert re.search(r"reconciliation: outbox \{'pending': 0, 'sent': 0, 'confirmed': 6, "
+                     r"'rejected': 0\}; ILS journal 6 transactions; applied twice: none; "
+                     r"lost: none", network)
     # every temporary file lived in a folder that is gone afterwards
     hw = next(line.split()[-1] for line in out.splitlines() if "hardware config:" in line)
     assert not Path(hw).parent.exists()
