@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Connection, select, update
 
-from . import feedback, holds, notify
+from . import feedback, holds, ils_outbox, notify
 from .db import write_tx
 from .routes_readers import CurrentReader
 from .schema import audit, items
@@ -163,6 +163,10 @@ def renew(item_id: ItemId, request: Request, reader_id: CurrentReader) -> dict[s
                      target=f"item:{item_id}",
                      detail={"loan_at": loan_at, "from": row.due, "due": new_due})
         count = _renewals(conn, item_id, row.last_loan_at)
+        # the ILS gets the renewal too, exactly once (server.ils_outbox)
+        ils_outbox.enqueue(conn, kind="renew", source=f"renew:{item_id}:{loan_at}:{count}",
+                           item_id=item_id, reader_id=reader_id, cabinet_id=None,
+                           transaction_at=now, due=new_due, offline=False, now=now)
     return {"item_id": item_id, "due": new_due, "renewals": count,
             "max_renewals": MAX_RENEWALS}
 

@@ -356,6 +356,15 @@ def test_renewals_are_counted_and_refused_with_the_reason(world: World) -> None:
             last_loan_at=NOW, due="2030-03-30"))
     assert w.client.post("/api/readers/me/loans/L1/renew",
                          headers=headers).json()["renewals"] == 1
+    # each accepted renewal is queued once for the ILS, with its new due date; refusals not
+    from server.schema import ils_outbox
+    with w.engine.connect() as conn:
+        queued = conn.execute(select(ils_outbox.c.kind, ils_outbox.c.item_id, ils_outbox.c.due)
+                              .where(ils_outbox.c.kind == "renew")
+                              .order_by(ils_outbox.c.id)).all()
+    assert [tuple(r) for r in queued] == [("renew", "L1", "2030-04-09"),
+                                          ("renew", "L1", "2030-05-09"),
+                                          ("renew", "L1", "2030-04-29")]
 
 
 # ----------------------------------------------------------------------------- the state machine
