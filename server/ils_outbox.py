@@ -3,9 +3,8 @@
 Why it works this way (issue [5/6], requirement 3):
 
 - **Durable before the wire.** Every loan, return and renewal the server applied becomes one
-  ``ils_outbox`` row (:func:`enqueue_event`; wiring it into ingest, behind the ILS
-  configuration, comes with the SIP2 client — issue [5/6] is in progress); ``kind`` +
-  ``source`` are unique, so re-applying an event cannot queue it twice. Before a request
+  ``ils_outbox`` row (ingest calls :func:`enqueue_event` for every applied event, reader
+  services :func:`enqueue` for renewals); ``kind`` + ``source`` are unique, so re-applying an event cannot queue it twice. Before a request
   is written to the ILS the row is committed as ``sent``; the answer then makes it
   ``confirmed`` or ``rejected``. A crash or a lost answer leaves it
   ``sent``: *uncertain*.
