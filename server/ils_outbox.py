@@ -4,10 +4,10 @@ Why it works this way (issue [5/6], requirement 3):
 
 - **Durable before the wire.** Every loan, return and renewal the server applied becomes one
   ``ils_outbox`` row (ingest calls :func:`enqueue_event` for every applied event, reader
-  services :func:`enqueue` for renewals); ``kind`` + ``source`` are unique, so re-applying an event cannot queue it twice. Before a request
-  is written to the ILS the row is committed as ``sent``; the answer then makes it
-  ``confirmed`` or ``rejected``. A crash or a lost answer leaves it
-  ``sent``: *uncertain*.
+  services :func:`enqueue` for renewals); ``kind`` + ``source`` are unique, so
+  re-applying an event cannot queue it twice. Before a request is written to the ILS the
+  row is committed as ``sent``; the answer then makes it ``confirmed`` or ``rejected``. A
+  crash or a lost answer leaves it ``sent``: *uncertain*.
 - **Never a blind retry.** An uncertain row is resolved by asking the ILS what it now holds
   (item information, patron information) before anything is sent again: if the ILS already
   shows the effect, the row is confirmed (``resolved_by = item_information``); only if it
