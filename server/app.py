@@ -207,6 +207,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        lookup = getattr(_app.state, "ils_lookup", None)
+        if lookup is not None:  # the ILS lookup's SIP2 connections (server.routes_ils)
+            lookup.close()
         if owned:
             the_engine.dispose()
 

@@ -5,10 +5,20 @@ many results are pending, sent and uncertain, confirmed or rejected, and the row
 themselves: kind, item, reader *id* (never a name), when it happened, attempts, how the row
 was resolved (``answer`` or ``item_information``) and the ILS's own screen message. Read-only,
 so nothing to audit. Whether forwarding is on comes from the server's settings.
+
+Online lookups (``circulation.read``): ``GET /api/ils/patrons/{patron_id}`` (patron
+validation) and ``GET /api/ils/items/{item_id}`` (item details), answered through the
+:class:`server.ils_lookup.IlsLookup` on ``app.state.ils_lookup`` (created on first use from the
+settings) with its freshness rule: ``source``/``stale``/``age_s`` say how old the answer is.
+503 ``ils_unavailable`` when the ILS cannot answer and nothing recent enough is cached; 409
+``ils_not_configured`` when the server has no ILS. Read-only, nothing audited or logged with
+names.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,8 +26,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
 from . import ils_outbox
+from .ils_lookup import IlsLookup, IlsLookupUnavailable
+from .ils_service import client_config
 from .schema import ils_outbox as outbox
-from .security import Staff, request_engine, request_settings, require
+from .security import ApiError, Staff, request_engine, request_settings, require
+from .sip2_client import SIP2Client
 
 __all__ = ["router"]
 
@@ -53,3 +66,72 @@ def list_outbox(request: Request,
     return {"ils": {"configured": settings.ils_configured, "profile": settings.ils_profile},
             "counts": {s: counts.get(s, 0) for s in ("pending", "sent", "confirmed", "rejected")},
             "rows": [_row(r) for r in rows]}
+
+
+# ----------------------------------------------------------------------------- lookups
+
+_LOOKUP_LOCK = threading.Lock()
+#: a lookup must not hold a staff page for long: one connect attempt, short timeouts.
+LOOKUP_TIMEOUT_S = 3.0
+
+
+def request_lookup(request: Request) -> IlsLookup:
+    """The app's :class:`IlsLookup` (``app.state.ils_lookup``), created from the settings on
+    first use; 409 ``ils_not_configured`` without an ILS."""
+    state = request.app.state
+    lookup: IlsLookup | None = getattr(state, "ils_lookup", None)
+    if lookup is not None:
+        return lookup
+    settings = request_settings(request)
+    if not settings.ils_configured:
+        raise ApiError(409, "ils_not_configured",
+                       "this server has no ILS connection (LENDBOX_ILS_HOST is not set), so "
+                       "readers and items cannot be looked up in the library system")
+    config = dataclasses.replace(client_config(settings), timeout_s=LOOKUP_TIMEOUT_S,
+                                 connect_timeout_s=LOOKUP_TIMEOUT_S, reconnect_attempts=1)
+    with _LOOKUP_LOCK:
+        lookup = getattr(state, "ils_lookup", None)
+        if lookup is None:
+            lookup = IlsLookup(lambda: SIP2Client(config, size=2))
+            state.ils_lookup = lookup
+    return lookup
+
+
+def _unavailable(exc: IlsLookupUnavailable, what: str) -> ApiError:
+    return ApiError(503, "ils_unavailable",
+                    f"the library system (ILS) could not be asked about this {what} "
+                    f"({exc.reason}) and no answer recent enough is cached; try again later")
+
+
+def _bad_id(exc: ValueError) -> ApiError:
+    return ApiError(422, "invalid_id", str(exc))
+
+
+@router.get("/api/ils/patrons/{patron_id}")
+def lookup_patron(request: Request, patron_id: str,
+                  member: Annotated[Staff, Depends(require("circulation.read"))]
+                  ) -> dict[str, Any]:
+    """Patron validation in the ILS: ``{"patron": {...}, fetched_at, age_s, source, stale}``."""
+    lookup = request_lookup(request)
+    try:
+        looked = lookup.patron(patron_id)
+    except IlsLookupUnavailable as exc:
+        raise _unavailable(exc, "patron") from exc
+    except ValueError as exc:
+        raise _bad_id(exc) from exc
+    return {"patron": looked.value.as_dict(), **looked.meta()}
+
+
+@router.get("/api/ils/items/{item_id}")
+def lookup_item(request: Request, item_id: str,
+                member: Annotated[Staff, Depends(require("circulation.read"))]
+                ) -> dict[str, Any]:
+    """Item details in the ILS: ``{"item": {...}, fetched_at, age_s, source, stale}``."""
+    lookup = request_lookup(request)
+    try:
+        looked = lookup.item(item_id)
+    except IlsLookupUnavailable as exc:
+        raise _unavailable(exc, "item") from exc
+    except ValueError as exc:
+        raise _bad_id(exc) from exc
+    return {"item": looked.value.as_dict(), **looked.meta()}
