@@ -23,10 +23,12 @@ __all__ = ["ReadyChild"]
 
 
 class ReadyChild:
-    """``python -m lendbox.cli ARGS`` as a child; ready when stdout says ``READY URL``."""
+    """``python -m lendbox.cli ARGS`` (or another ``module``) as a child; ready when stdout
+    says ``READY URL``."""
 
     def __init__(self, args: Sequence[str], ready: str, *, log: Path | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, module: str = "lendbox.cli") -> None:
+        self.module = module  # ``python -m MODULE ARGS``
         self.args = list(args)
         self.ready = ready  # e.g. "server ready "
         self.log = log
@@ -53,7 +55,7 @@ class ReadyChild:
         stderr: Any = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lendbox.cli", *self.args], stdout=subprocess.PIPE,
+                [sys.executable, "-m", self.module, *self.args], stdout=subprocess.PIPE,
                 stderr=stderr, text=True, start_new_session=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         finally:
@@ -67,7 +69,7 @@ class ReadyChild:
             for line in proc.stdout:
                 self.lines.append(line.rstrip())
                 if line.startswith(self.ready):
-                    self.url = line.split()[2]
+                    self.url = line[len(self.ready):].split()[0]  # the word after it
                     ready.set()
 
         self._reader = threading.Thread(target=read, name=f"child-out:{proc.pid}", daemon=True)

@@ -26,17 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from .child import ReadyChild
 
 __all__ = [
     "DEFAULT_SEED",
@@ -473,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-class PeerServer:
+class PeerServer(ReadyChild):
     """``python -m lendbox.sip2_peer …`` as a child process on a free port, stopped by pid.
 
     Args:
@@ -500,88 +498,24 @@ class PeerServer:
         self.port = 0
         self.journal = journal
         self.log = log
-        self.args = ["--host", host, "--port", "0", "--encoding", encoding,
-                     "--error-detection", error_detection, "--log-level", log_level]
+        args = ["--host", host, "--port", "0", "--encoding", encoding,
+                "--error-detection", error_detection, "--log-level", log_level]
         if seed is not None:
-            self.args += ["--seed-file", str(seed)]
+            args += ["--seed-file", str(seed)]
         if journal is not None:
-            self.args += ["--journal", str(journal)]
+            args += ["--journal", str(journal)]
         if not login_required:
-            self.args.append("--no-login-required")
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
-        self._reader: threading.Thread | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, "not started"
-        return self.proc.pid
+            args.append("--no-login-required")
+        super().__init__(args, READY, log=log, module="lendbox.sip2_peer")
 
     @property
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
 
     def start(self, timeout: float = 30.0) -> PeerServer:
-        t0 = time.monotonic()
-        stderr: Any = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lendbox.sip2_peer", *self.args],
-                stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
-                cwd=Path(__file__).resolve().parent.parent,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        finally:
-            if self.log:
-                stderr.close()
-        proc = self.proc
-        ready = threading.Event()
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                self.lines.append(line.rstrip())
-                if line.startswith(READY):
-                    self.port = int(line[len(READY):].strip().rsplit(":", 1)[1])
-                    ready.set()
-
-        self._reader = threading.Thread(target=read, name=f"sip2-peer-out:{proc.pid}",
-                                        daemon=True)
-        self._reader.start()
-        while not ready.wait(0.05):
-            if proc.poll() is not None:
-                raise RuntimeError(f"sip2 peer exited with {proc.returncode} before it was "
-                                   f"ready: {' | '.join(self.lines[-5:])}")
-            if time.monotonic() - t0 > timeout:
-                self.stop()
-                raise TimeoutError(f"sip2 peer was not ready in {timeout:.0f} s")
+        super().start(timeout)
+        self.port = int(self.url.rsplit(":", 1)[1])
         return self
-
-    def kill(self) -> None:
-        """SIGKILL by pid (a crashed ILS)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self, grace_s: float = 10.0) -> int | None:
-        """SIGTERM to the pid, SIGKILL after ``grace_s``; the exit code (None if never
-        started)."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self._reader is not None:
-            self._reader.join(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        return proc.returncode
 
     def journal_entries(self) -> list[dict[str, Any]]:
         """The applied circulation so far (empty without a journal file)."""
@@ -589,12 +523,6 @@ class PeerServer:
             return []
         return [json.loads(line) for line in
                 self.journal.read_text(encoding="utf-8").splitlines() if line]
-
-    def __enter__(self) -> PeerServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 if __name__ == "__main__":
