@@ -213,35 +213,43 @@ class ControlServer:
         return 404, {"error": f"no route {method} {path}"}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        control = self
+        return json_handler(self.dispatch)
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
+def json_handler(dispatch: Callable[[str, str, bytes], tuple[int, Any]]
+                 ) -> type[BaseHTTPRequestHandler]:
+    """An ``http.server`` handler for a small JSON control API: GET and POST go to
+    ``dispatch(method, path, body) -> (status, payload)``; a body over 64 KiB or a bad
+    Content-Length is a 400 before ``dispatch`` sees it. Shared by every emulator's
+    control port (the cabinet simulator's, the ILS emulator's)."""
 
-            def _serve(self, method: str) -> None:
-                try:
-                    length = int(self.headers.get("Content-Length") or 0)
-                except ValueError:
-                    length = -1
-                if not 0 <= length <= _MAX_BODY:
-                    status, payload = 400, {"error": "bad or too large Content-Length"}
-                else:
-                    body = self.rfile.read(length) if length else b""
-                    status, payload = control.dispatch(method, self.path, body)
-                data = json.dumps(payload, default=str).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self._serve("GET")
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
 
-            def do_POST(self) -> None:  # noqa: N802
-                self._serve("POST")
+        def _serve(self, method: str) -> None:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= _MAX_BODY:
+                status, payload = 400, {"error": "bad or too large Content-Length"}
+            else:
+                body = self.rfile.read(length) if length else b""
+                status, payload = dispatch(method, self.path, body)
+            data = json.dumps(payload, default=str, ensure_ascii=False).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
-        return _Handler
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._serve("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._serve("POST")
+
+    return _Handler

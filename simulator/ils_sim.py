@@ -74,6 +74,7 @@ from sip2proto import (
     request_sc_resend,
 )
 
+from .control import json_handler
 from .ils_library import Copy, Library, Outcome, Reader, demo_library
 
 __all__ = ["GARBAGE", "IlsFaults", "IlsSim", "library_from_json", "library_to_json"]
@@ -753,33 +754,4 @@ def _control_dispatch(sim: IlsSim, method: str, path: str, body: bytes) -> tuple
 
 
 def _control_handler(sim: IlsSim) -> type[BaseHTTPRequestHandler]:
-    class _H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-        def _serve(self, method: str) -> None:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= _MAX_BODY:
-                status, payload = 400, {"error": "bad or too large Content-Length"}
-            else:
-                body = self.rfile.read(length) if length else b""
-                status, payload = _control_dispatch(sim, method, self.path, body)
-            out = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._serve("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._serve("POST")
-
-    return _H
+    return json_handler(lambda method, path, body: _control_dispatch(sim, method, path, body))
