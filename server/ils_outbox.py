@@ -79,6 +79,7 @@ class Entry:
     offline: bool
     status: str
     attempts: int
+    previous_due: str | None = None  # renew: the due date before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +122,20 @@ def effect_visible(entry: Entry, view: IlsItemView) -> bool:
     """Whether the ILS already shows ``entry``'s effect (then it must not be sent again).
 
     checkout: the item is charged, and not to another reader when the ILS names one;
-    checkin: the item is not charged; renew: charged with the renewal's due date.
+    checkin: the item is not charged; renew: charged (not to another reader) with the
+    renewal's due date — or, when the date before the renewal is known, with any due date
+    other than that one (an ILS may compute its own renewal date).
     """
     if entry.kind == "checkout":
         return view.charged and (view.charged_to is None or view.charged_to == entry.reader_id)
     if entry.kind == "checkin":
         return not view.charged
-    return view.charged and view.due is not None and view.due == entry.due
+    if not view.charged or view.due is None:
+        return False
+    if view.charged_to is not None and view.charged_to != entry.reader_id:
+        return False
+    return view.due == entry.due or (entry.previous_due is not None
+                                     and view.due != entry.previous_due)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -136,12 +144,12 @@ def effect_visible(entry: Entry, view: IlsItemView) -> bool:
 def _entry(row: Any) -> Entry:
     return Entry(id=row.id, kind=row.kind, item_id=row.item_id, reader_id=row.reader_id,
                  transaction_at=row.transaction_at, due=row.due, offline=bool(row.offline),
-                 status=row.status, attempts=int(row.attempts))
+                 status=row.status, attempts=int(row.attempts), previous_due=row.previous_due)
 
 
 def enqueue(conn: Connection, *, kind: str, source: str, item_id: str, reader_id: str | None,
             cabinet_id: str | None, transaction_at: datetime, due: str | None, offline: bool,
-            now: datetime) -> bool:
+            now: datetime, previous_due: str | None = None) -> bool:
     """Queue one result (True) unless ``(kind, source)`` is queued already (False)."""
     if kind not in KINDS:
         raise ValueError(f"unknown ILS kind {kind!r}; one of {KINDS}")
@@ -151,7 +159,8 @@ def enqueue(conn: Connection, *, kind: str, source: str, item_id: str, reader_id
         return False
     conn.execute(insert(ils_outbox).values(
         kind=kind, source=source, item_id=item_id, reader_id=reader_id, cabinet_id=cabinet_id,
-        transaction_at=transaction_at.astimezone(UTC), due=due, offline=offline,
+        transaction_at=transaction_at.astimezone(UTC), due=due, previous_due=previous_due,
+        offline=offline,
         status="pending", attempts=0, created_at=now, updated_at=now))
     return True
 

@@ -166,7 +166,8 @@ def renew(item_id: ItemId, request: Request, reader_id: CurrentReader) -> dict[s
         # the ILS gets the renewal too, exactly once (server.ils_outbox)
         ils_outbox.enqueue(conn, kind="renew", source=f"renew:{item_id}:{loan_at}:{count}",
                            item_id=item_id, reader_id=reader_id, cabinet_id=None,
-                           transaction_at=now, due=new_due, offline=False, now=now)
+                           transaction_at=now, due=new_due, offline=False, now=now,
+                           previous_due=row.due)
     return {"item_id": item_id, "due": new_due, "renewals": count,
             "max_renewals": MAX_RENEWALS}
 

@@ -443,6 +443,9 @@ ils_outbox = Table(
     Column("cabinet_id", String(64), nullable=True),
     Column("transaction_at", UtcDateTime(), nullable=False),  # the original time
     Column("due", String(10), nullable=True),  # checkout / renew: the due date the reader has
+    # renew: the due date before it, so a lost answer is judged by "did the date move"
+    # even against an ILS that computes its own renewal date
+    Column("previous_due", String(10), nullable=True),
     Column("offline", Boolean, nullable=False, default=False),  # → no-block = Y
     Column("status", String(12), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),

@@ -126,6 +126,11 @@ def test_the_effect_rule() -> None:
     assert effect_visible(back, IlsItemView(False)) and not effect_visible(back, IlsItemView(True))
     assert effect_visible(renew, IlsItemView(True, "R1", "2030-05-01"))
     assert not effect_visible(renew, IlsItemView(True, "R1", "2030-04-01"))  # not renewed yet
+    # knowing the date before the renewal: any move counts (the ILS chose its own date)
+    moved = Entry(4, "renew", "I1", "R1", T0, "2030-05-01", False, "sent", 1, "2030-04-01")
+    assert effect_visible(moved, IlsItemView(True, "R1", "2030-05-03"))
+    assert not effect_visible(moved, IlsItemView(True, "R1", "2030-04-01"))
+    assert not effect_visible(moved, IlsItemView(True, "R2", "2030-05-03"))  # someone else's
 
 
 def test_enqueueing_is_idempotent(engine: Engine) -> None:
@@ -241,3 +246,22 @@ def test_whatever_the_wire_loses_each_result_reaches_the_ils_once(
     assert {r.id: r.status for r in rows} == expected
     assert ils.applied == Counter({i: 1 for i, s in expected.items() if s == "confirmed"})
     assert ils.charged == clean.charged
+
+
+def test_a_lost_renewal_is_not_repeated_by_an_ils_that_picks_its_own_date(engine: Engine) -> None:
+    class OwnDates(FakeIls):
+        def _apply(self, entry: Entry) -> IlsAnswer:
+            answer = super()._apply(entry)
+            if entry.kind == "renew" and answer.ok:  # the ILS's policy, not our date
+                self.charged[entry.item_id] = (entry.reader_id or "", "2030-06-30")
+            return answer
+
+    ils = OwnDates(faults=[], charged={"I1": ("R1", "2030-04-01")})
+    with write_tx(engine) as conn:
+        ils_outbox.enqueue(conn, kind="renew", source="renew:I1:1", item_id="I1", reader_id="R1",
+                           cabinet_id=None, transaction_at=T0, due="2030-05-01", offline=False,
+                           now=T0, previous_due="2030-04-01")
+    ils.faults = ["drop_after"]
+    Forwarder(engine, ils, clock=Clock()).drain()
+    assert list(statuses(engine).values()) == [("confirmed", "item_information")]
+    assert ils.applied == Counter({1: 1})  # renewed once, though the dates differ
