@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .machine import MachineError
 from .messages import message
 from .runtime import CredentialRefused, KioskRuntime
+from .screens import mount_screens
 
 __all__ = ["create_app"]
 
@@ -140,6 +141,7 @@ def create_app(runtime: KioskRuntime) -> FastAPI:
     def docs() -> str:
         return _docs_page(app.openapi())
 
+    mount_screens(app, runtime)  # the reader touchscreen: /, /screen/..., /static/
     return app
 
 

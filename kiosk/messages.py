@@ -122,6 +122,38 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "item.exposure_cap": ("网络中断期间本柜离线借阅已达上限",
                           "this cabinet's offline lending limit is reached while the "
                           "network is down"),
+    # the reader touchscreen (kiosk/screens.py); "screen.other_language" names the other one
+    "screen.title": ("自助借还书柜", "Self-service library cabinet"),
+    "screen.welcome": ("欢迎使用 24 小时自助图书馆", "Welcome to the 24-hour self-service library"),
+    "screen.location": ("位置", "Location"),
+    "screen.hours": ("开放时间", "Opening hours"),
+    "screen.hours_24h": ("24 小时", "24 hours"),
+    "screen.help_line": ("服务电话", "Help line"),
+    "screen.borrow": ("借书", "Borrow"),
+    "screen.borrow_hint": ("刷读者证或扫电子读者证二维码", "Tap your reader card or scan your "
+                           "e-reader QR code"),
+    "screen.return": ("还书", "Return"),
+    "screen.return_hint": ("无需登录，放书即可", "No sign-in needed"),
+    "screen.return_accessible": ("无障碍柜门还书（较低位置）", "Return at an accessible (lower) door"),
+    "screen.other_language": ("English", "中文"),
+    "screen.language_label": ("切换语言", "Change language"),
+    "screen.options": ("显示选项", "Display options"),
+    "screen.text_large": ("大字模式", "Large text"),
+    "screen.text_normal": ("正常字号", "Normal text"),
+    "screen.contrast_high": ("高对比度", "High contrast"),
+    "screen.contrast_normal": ("正常对比度", "Normal contrast"),
+    "screen.return_open": ("{door}号门已打开：请把书放入（书脊朝外），然后关门。",
+                           "Door {door} is open: put your books in (spine facing out), then "
+                           "close the door."),
+    "screen.return_counting": ("关门后书柜会自动清点，请稍候。",
+                               "When the door is closed the cabinet counts the books; please "
+                               "wait."),
+    "screen.busy": ("书柜正在为其他读者服务，请稍候。", "The cabinet is serving another reader; "
+                    "please wait a moment."),
+    "screen.back": ("返回首页", "Back to start"),
+    "screen.coming": ("借书页面将在第 6/6 期完成，现在请使用图书馆应用或服务台。",
+                      "The borrowing screens are coming in issue 6/6; meanwhile please use the "
+                      "library app or the desk."),
 }
 
 
