@@ -17,6 +17,8 @@ names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dataclasses
 import threading
 from datetime import datetime
@@ -107,19 +109,24 @@ def _bad_id(exc: ValueError) -> ApiError:
     return ApiError(422, "invalid_id", str(exc))
 
 
+def _answer(what: str, ask: Callable[[str], Any], key: str) -> dict[str, Any]:
+    """One lookup as the API answers it: ``{what: {...}, fetched_at, age_s, source, stale}``,
+    503 when the ILS cannot answer and nothing recent is cached, 422 for a bad id."""
+    try:
+        looked = ask(key)
+    except IlsLookupUnavailable as exc:
+        raise _unavailable(exc, what) from exc
+    except ValueError as exc:
+        raise _bad_id(exc) from exc
+    return {what: looked.value.as_dict(), **looked.meta()}
+
+
 @router.get("/api/ils/patrons/{patron_id}")
 def lookup_patron(request: Request, patron_id: str,
                   member: Annotated[Staff, Depends(require("circulation.read"))]
                   ) -> dict[str, Any]:
     """Patron validation in the ILS: ``{"patron": {...}, fetched_at, age_s, source, stale}``."""
-    lookup = request_lookup(request)
-    try:
-        looked = lookup.patron(patron_id)
-    except IlsLookupUnavailable as exc:
-        raise _unavailable(exc, "patron") from exc
-    except ValueError as exc:
-        raise _bad_id(exc) from exc
-    return {"patron": looked.value.as_dict(), **looked.meta()}
+    return _answer("patron", request_lookup(request).patron, patron_id)
 
 
 @router.get("/api/ils/items/{item_id}")
@@ -127,11 +134,4 @@ def lookup_item(request: Request, item_id: str,
                 member: Annotated[Staff, Depends(require("circulation.read"))]
                 ) -> dict[str, Any]:
     """Item details in the ILS: ``{"item": {...}, fetched_at, age_s, source, stale}``."""
-    lookup = request_lookup(request)
-    try:
-        looked = lookup.item(item_id)
-    except IlsLookupUnavailable as exc:
-        raise _unavailable(exc, "item") from exc
-    except ValueError as exc:
-        raise _bad_id(exc) from exc
-    return {"item": looked.value.as_dict(), **looked.meta()}
+    return _answer("item", request_lookup(request).item, item_id)
