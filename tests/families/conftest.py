@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from drivers.hardware import Hardware
-from firmware_protocol.const import EventType
+from firmware_protocol.const import EventType, Timing
 from simulator import Simulator
 from simulator.config import parse_config
 
@@ -40,6 +40,10 @@ PULSE_MS = 100
 #: lendbox pulse + 150 ms; cn485 1.5 s (Open-Locker); Kerong pulse + 1 s; Modbus the ON
 #: write's 100 ms.
 UNLOCK_TIMEOUT_S = {"lendbox": 0.25, "cn485": 1.5, "kerong": 1.1, "modbus": 0.1}
+#: How many times each driver sends one unlock before it gives up: our protocol's transport
+#: re-sends the identical frame (``Timing.RETRIES``), the others never re-send an unlock.
+#: A reply meant to come "too late" must come after all of them have timed out.
+UNLOCK_ATTEMPTS = {"lendbox": Timing.RETRIES + 1, "cn485": 1, "kerong": 1, "modbus": 1}
 #: Polled families (no event buffer on the board): events come from ``PolledEvents``.
 POLLED = {"cn485", "kerong", "modbus"}
 

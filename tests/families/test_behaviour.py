@@ -29,7 +29,7 @@ from drivers.board import ControllerBoard, DoorEvent
 from drivers.errors import DeviceTimeout, DriverError
 from drivers.rfid import RfidReader, inventory_door
 from firmware_protocol.const import EventType
-from tests.families.conftest import CABINETS, UNLOCK_TIMEOUT_S, Cabinet, until
+from tests.families.conftest import CABINETS, UNLOCK_ATTEMPTS, UNLOCK_TIMEOUT_S, Cabinet, until
 
 ROOT = Path(__file__).resolve().parents[2]
 LENDBOX = ROOT / ".venv" / "bin" / "lendbox"
@@ -205,7 +205,8 @@ def test_unconfirmed_unlock_is_never_pulsed_twice(cab: Cabinet) -> None:
         lock = cab.hw.door(door).lock
         bus = cab.hw.bus_of(address)
         poll(board)
-        late_ms = (UNLOCK_TIMEOUT_S[cab.lock_family(door)] + 0.4) * 1000
+        family = cab.lock_family(door)
+        late_ms = (UNLOCK_TIMEOUT_S[family] * UNLOCK_ATTEMPTS[family] + 0.4) * 1000
         cab.sim.set_link_faults(bus, delay_ms=late_ms)
         op = 40000 + address
         with pytest.raises(DeviceTimeout, match="may have opened"):
