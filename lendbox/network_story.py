@@ -327,11 +327,13 @@ class NetworkStory:
             c.close()
 
     # ------------------------------------------------------------ the story
-    def play(self) -> None:
-        assert self.api is not None and self.server is not None and self.relay is not None
+    def build_network(self) -> None:
+        """Step 5a: the library, its two branches, both cabinets registered with their keys,
+        the catalogue (also the ILS's), both kiosks started, their first counts adopted as
+        stock. After :meth:`start`; tests and the screens' demo build on it."""
+        assert self.api is not None
         api = self.api
         a, b = self.cabinets
-        self.say("\n== 5a. The network: one library, a city and a county branch, two cabinets")
         self._ok(api.post("/api/libraries", json={"isil": LIBRARY, "name": "深圳图书馆"}))
         for isil in OTHER_LIBRARIES:
             self._ok(api.post("/api/libraries", json={"isil": isil, "name": f"区馆 {isil}"}))
@@ -372,6 +374,12 @@ class NetworkStory:
                      f"{summary['doors_reported']}; staff adopt the count as its stock "
                      f"({adopted['adopted']} books)")
 
+    def play(self) -> None:
+        assert self.api is not None and self.server is not None and self.relay is not None
+        api = self.api
+        a, b = self.cabinets
+        self.say("\n== 5a. The network: one library, a city and a county branch, two cabinets")
+        self.build_network()
         self.say("\n== 5b. 孙八 registers an electronic card online (秒办证) and borrows at "
                  "cabinet A")
         reg = self._ok(httpx.post(self.server.url + "/api/readers/register", json={
