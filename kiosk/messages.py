@@ -13,6 +13,9 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from .messages_services import SERVICES
+from .messages_tech import TECH
+
 __all__ = ["CATALOGUE", "LANGUAGES", "message", "reason_text"]
 
 LANGUAGES = ("zh", "en")
@@ -155,6 +158,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                       "The borrowing screens are coming in issue 6/6; meanwhile please use the "
                       "library app or the desk."),
 }
+
+
+# Other screens keep their sentences in modules of their own (one owner each).
+CATALOGUE.update(SERVICES)
+CATALOGUE.update(TECH)
 
 
 class _Lenient(dict[str, Any]):

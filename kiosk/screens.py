@@ -27,7 +27,7 @@ from .machine import MachineError
 from .messages import message
 from .runtime import KioskRuntime
 
-__all__ = ["STATIC_DIR", "Prefs", "mount_screens"]
+__all__ = ["STATIC_DIR", "Prefs", "back_link", "mount_screens", "render_page"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -65,8 +65,13 @@ class Prefs:
 
 def mount_screens(app: FastAPI, runtime: KioskRuntime) -> None:
     """Add the touchscreen's pages and its static files (``/static``) to the kiosk's app."""
+    from .screens_services import services_router
+    from .screens_tech import tech_router
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(_router(runtime))
+    app.include_router(services_router(runtime))
+    app.include_router(tech_router(runtime))
 
 
 def _router(runtime: KioskRuntime) -> APIRouter:
@@ -78,14 +83,14 @@ def _router(runtime: KioskRuntime) -> APIRouter:
     def idle(request: Request) -> Response:
         p = Prefs.of(request)
         busy = runtime.state()["session"] is not None
-        return p.keep(HTMLResponse(_idle_page(p, cabinet, busy=busy)))
+        return p.keep(HTMLResponse(_idlerender_page(p, cabinet, busy=busy)))
 
     @router.get("/screen/borrow", response_class=HTMLResponse)
     def borrow(request: Request) -> Response:
         p = Prefs.of(request)
         body = (f'<h1>{p.t("screen.borrow")}</h1><p class=lead>{p.t("screen.borrow_hint")}</p>'
-                f'<p class=note>{p.t("screen.coming")}</p>{_back(p)}')
-        return p.keep(HTMLResponse(_page(p, p.t("screen.borrow"), body)))
+                f'<p class=note>{p.t("screen.coming")}</p>{back_link(p)}')
+        return p.keep(HTMLResponse(render_page(p, p.t("screen.borrow"), body)))
 
     @router.post("/screen/return")
     def start_return(request: Request, accessible: str = "") -> Response:
@@ -94,8 +99,8 @@ def _router(runtime: KioskRuntime) -> APIRouter:
             runtime.begin_return(accessible == "1")
         except MachineError as exc:
             body = (f'<h1>{p.t("screen.return")}</h1><p class=lead role=alert>'
-                    f'{_refusal(p, str(exc))}</p>{_back(p)}')
-            return p.keep(HTMLResponse(_page(p, p.t("screen.return"), body), status_code=409))
+                    f'{_refusal(p, str(exc))}</p>{back_link(p)}')
+            return p.keep(HTMLResponse(render_page(p, p.t("screen.return"), body), status_code=409))
         return RedirectResponse("/screen/return", status_code=303)
 
     @router.get("/screen/return", response_class=HTMLResponse)
@@ -107,11 +112,11 @@ def _router(runtime: KioskRuntime) -> APIRouter:
             lines = "".join(f'<p class=door-open data-door="{n}">{p.t("screen.return_open", door=n)}'
                             f"</p>" for n in doors)
             body = (f'<h1>{p.t("screen.return")}</h1><div role=status>{lines}</div>'
-                    f'<p class=note>{p.t("screen.return_counting")}</p>{_back(p)}')
+                    f'<p class=note>{p.t("screen.return_counting")}</p>{back_link(p)}')
         else:
             body = (f'<h1>{p.t("screen.return")}</h1><p class=lead role=status>'
-                    f'{p.t("return.done")}</p>{_back(p)}')
-        return p.keep(HTMLResponse(_page(p, p.t("screen.return"), body)))
+                    f'{p.t("return.done")}</p>{back_link(p)}')
+        return p.keep(HTMLResponse(render_page(p, p.t("screen.return"), body)))
 
     return router
 
@@ -122,11 +127,11 @@ def _refusal(p: Prefs, text: str) -> str:
     return p.t("screen.busy")
 
 
-def _back(p: Prefs) -> str:
+def back_link(p: Prefs) -> str:
     return f'<p><a class="btn btn-secondary" href="/">{p.t("screen.back")}</a></p>'
 
 
-def _idle_page(p: Prefs, cabinet: Any, *, busy: bool) -> str:
+def _idlerender_page(p: Prefs, cabinet: Any, *, busy: bool) -> str:
     hours = (p.t("screen.hours_24h") if cabinet.hours.strip().lower() in ALWAYS_OPEN
              else html.escape(cabinet.hours))
     place_lang = "en" if cabinet.language == "en" else "zh-CN"  # config text: the cabinet's
@@ -164,10 +169,10 @@ def _idle_page(p: Prefs, cabinet: Any, *, busy: bool) -> str:
 <a class="btn btn-secondary" id=text href="/?text={text_to}">{p.t(text_label)}</a>
 <a class="btn btn-secondary" id=contrast href="/?contrast={contrast_to}">{p.t(contrast_label)}</a>
 </nav>"""
-    return _page(p, p.t("screen.title"), body)
+    return render_page(p, p.t("screen.title"), body)
 
 
-def _page(p: Prefs, title: str, body: str) -> str:
+def render_page(p: Prefs, title: str, body: str) -> str:
     html_lang = "en" if p.lang == "en" else "zh-CN"
     classes = f"contrast-{p.contrast} text-{p.text}"
     return f"""<!doctype html>

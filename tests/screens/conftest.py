@@ -8,6 +8,7 @@ Screenshots go to a session temporary folder (printed at the end of the run); se
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from lendbox.kiosk_kit import KioskClient, KioskProcess, write_kiosk_config
+from lendbox.network_story import NetworkStory
 from simulator import Simulator
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -75,6 +77,22 @@ def cabinet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cabinet]:
         client.close()
         kiosk.stop()
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetworkStory]:
+    """The real thing, once per test process: ``lendbox server run`` on SQLite, ``lendbox
+    ils-sim``, two branches and two simulated cabinets (A ``sz-city-0001``, B
+    ``sz-county-0001``, B behind a cable ``network.relay`` can cut) each run by ``lendbox kiosk
+    run``, registered, catalogued and counted (``NetworkStory.build_network``). ``network.api``
+    is an operator's httpx client; ``network.cabinets[i].kiosk.url`` the screens."""
+    story = NetworkStory(tmp_path_factory.mktemp("screens-network"), io.StringIO())
+    try:
+        story.start()
+        story.build_network()
+        yield story
+    finally:
+        story.stop()
 
 
 @pytest.fixture(scope="session")
