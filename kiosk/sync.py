@@ -41,6 +41,9 @@ from syncproto import signing
 from syncproto.grants import log_id
 from syncproto.messages import (
     CabinetEvent,
+    CabinetStatus,
+    Command,
+    CommandResult,
     DenyDelta,
     DoorSnapshot,
     HoldInfo,
@@ -52,7 +55,7 @@ from syncproto.messages import (
     SyncReply,
 )
 
-__all__ = ["BATCH_MAX", "LedgerLike", "SyncAgent", "SyncOutcome"]
+__all__ = ["BATCH_MAX", "LedgerLike", "ResultSource", "SyncAgent", "SyncOutcome"]
 
 _log = logging.getLogger(__name__)
 
@@ -86,6 +89,14 @@ class LedgerLike(Protocol):
     def get_meta(self, key: str, default: Any = None) -> Any: ...
     def set_meta(self, key: str, value: Any) -> None: ...
     def door_snapshots(self) -> list[DoorSnapshot]: ...
+
+
+class ResultSource(Protocol):
+    """Where the agent finds command results to send (:class:`kiosk.commands.ResultStore`):
+    each is sent with every batch until a reply to a batch carrying it has come back."""
+
+    def pending(self) -> list[CommandResult]: ...
+    def delivered(self, ids: Iterable[int]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +179,13 @@ class SyncAgent:
         # door → the snapshot the server last acknowledged: only changed doors are sent
         # (in memory: after a restart every door is sent once more, which is harmless)
         self._snapshots_sent: dict[int, DoorSnapshot] = {}
+        # Remote commands (kiosk/commands.py sets these; None: a plain agent, as before).
+        #: the cabinet's status, sent with every batch (the server's fleet overview)
+        self.status_provider: Callable[[], CabinetStatus | None] | None = None
+        #: receives each reply's commands; must return at once (it runs in the sync round)
+        self.command_sink: Callable[[list[Command]], None] | None = None
+        self.results: ResultSource | None = None
+        self._plain = False  # the server refused the fields above: batches without them
 
     # ------------------------------------------------------------------ state
 
@@ -238,7 +256,7 @@ class SyncAgent:
         Raises SyncError for every way of not getting a valid reply. A 401 that shows our
         clock to be far off the server's is retried once with the offset it reveals.
         """
-        body = message.model_dump_json().encode("utf-8")
+        body = message.model_dump_json(exclude=_unused_additions(message)).encode("utf-8")
         for attempt in (1, 2):
             request = self._client.build_request("POST", path, content=body, headers={
                 "content-type": "application/json"}, timeout=timeout)
@@ -302,6 +320,8 @@ class SyncAgent:
         # in this batch but not in the snapshot, and the server's report ignores items whose
         # last event is newer than the snapshot — never the other way round.
         snapshots = [s for s in ledger.door_snapshots() if self._snapshots_sent.get(s.door) != s]
+        status = self._status()
+        results = self.results.pending() if self.results is not None and not self._plain else []
         while True:
             events = ledger.events_after(start, limit=BATCH_MAX)
             if rounds and not events:
@@ -313,16 +333,29 @@ class SyncAgent:
                 cabinet_id=self.cabinet_id, sent_at=self._now(),
                 events=events, deny_version=ledger.deny_version(),
                 items_version=ledger.items_version(), inventory=snapshots,
+                status=status, command_results=results[:100],
             )
             try:
                 reply, t0, t1 = self._post("/v1/sync", batch, SyncReply, timeout=self.timeout_s)
             except SyncError as exc:
+                if exc.status == 422 and (status is not None or results) and not self._plain:
+                    # A server older than the fleet status refuses the unknown fields: keep
+                    # syncing without them (until the kiosk restarts) rather than not at all.
+                    _log.warning("sync: the server refuses status/command results; "
+                                 "sending plain batches")
+                    self._plain = True
+                    status, results = None, []
+                    continue
                 self._failed(str(exc), exc.short)
                 return self._finish(best, SyncOutcome(False, sent, applied, str(exc)))
             self._succeeded()
             for snap in snapshots:
                 self._snapshots_sent[snap.door] = snap
             snapshots = []
+            if results and self.results is not None:
+                # the server stored them in the transaction that answered: never re-sent
+                self.results.delivered(r.id for r in results[:100])
+                results = results[100:]
             rounds += 1
             sent += len(events)
             offset = reply.server_time.timestamp() - (t0 + t1) / 2
@@ -330,6 +363,11 @@ class SyncAgent:
                 best = (t1 - t0, offset)
             applied = reply.applied_through
             self._apply(reply)
+            if reply.commands and self.command_sink is not None:
+                try:
+                    self.command_sink(list(reply.commands))
+                except Exception:  # noqa: BLE001 - a command bug must not stop the sync
+                    _log.exception("sync: handing over remote commands failed")
             if reply.gap_from is not None:
                 # The server lacks gap_from: send again from there, even below our ack.
                 start = max(0, reply.gap_from - 1)
@@ -341,6 +379,16 @@ class SyncAgent:
                     False, sent, applied, f"server does not apply events after {applied}"))
             previous = (start, applied)
         return self._finish(best, SyncOutcome(True, sent, applied))
+
+    def _status(self) -> CabinetStatus | None:
+        """The status to report, or None (no provider, or it failed: the sync goes on)."""
+        if self.status_provider is None or self._plain:
+            return None
+        try:
+            return self.status_provider()
+        except Exception:  # noqa: BLE001 - a status bug must not stop the sync
+            _log.exception("sync: building the cabinet status failed")
+            return None
 
     def _finish(self, best: tuple[float, float] | None, outcome: SyncOutcome) -> SyncOutcome:
         """Record the clock offset of the fastest reply (the best estimate), once a round."""
@@ -408,6 +456,23 @@ class SyncAgent:
         who = log_id(reply.reader_id) if reply.reader_id else "-"
         _log.info("resolve: reader %s is %s", who, reply.status)
         return reply
+
+    # reader services (H2)
+    def call(self, path: str, message: BaseModel, reply_model: type[_M], *,
+             timeout: float | None = None) -> _M:
+        """POST one signed request of the reader services (``kiosk.reader_services``) and
+        return the validated reply. Raises SyncError: ``status`` None when the server is not
+        there (counted as a failure, like a sync), else the server's refusal (its code in
+        ``short``)."""
+        try:
+            reply, _, _ = self._post(path, message, reply_model, timeout=timeout or self.timeout_s)
+        except SyncError as exc:
+            if exc.status is None:
+                self._failed(str(exc), exc.short)
+            raise
+        self._succeeded()
+        return reply
+    # end reader services (H2)
 
     # ------------------------------------------------------------------ background
 
@@ -487,6 +552,19 @@ class SyncAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _unused_additions(message: BaseModel) -> set[str] | None:
+    """Fields added for the fleet status that are empty here: left out of the body, so a
+    server older than them (which refuses unknown keys) still takes the batch."""
+    if not isinstance(message, SyncBatch):
+        return None
+    unused = set()
+    if message.status is None:
+        unused.add("status")
+    if not message.command_results:
+        unused.add("command_results")
+    return unused or None
 
 
 def _error_text(response: httpx.Response) -> tuple[str, str]:

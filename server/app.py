@@ -232,4 +232,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(routes_restock.router)
     app.include_router(routes_items.router)
     app.include_router(routes_ils.router)
+    from .routes_cabinet_readers import router as cabinet_readers  # reader services (H2)
+    app.include_router(cabinet_readers)
+    from .routes_commands import router as commands_router  # fleet + remote commands (H5)
+    app.include_router(commands_router)
+    from .console import mount_console  # the central console's pages (H4)
+    mount_console(app)
     return app

@@ -448,6 +448,18 @@ def apply_batch(conn: Connection, cabinet_row: Row[Any], batch: SyncBatch,
 
         inventory.store_snapshots(conn, cabinet_id, batch.inventory, now)
 
+    # fleet status and remote commands (H5): results first, so a command answered in this
+    # batch is not delivered again in its reply; only a kiosk that reports a status knows
+    # the ``commands`` field of the reply (an older one would refuse the reply)
+    from . import fleet_status
+
+    if batch.command_results:
+        fleet_status.store_results(conn, cabinet_id, batch.command_results, now)
+    if batch.status is not None:
+        fleet_status.store_status(conn, cabinet_id, batch.status, now)
+    pending_commands = (fleet_status.commands_for_delivery(conn, cabinet_id, now)
+                        if batch.status is not None else [])
+
     keys.ensure_key(conn, now)
     trusted = keys.trusted(conn)
     deny = _deny_delta(conn, batch.deny_version)
@@ -458,6 +470,7 @@ def apply_batch(conn: Connection, cabinet_row: Row[Any], batch: SyncBatch,
         items_version=items_version,
         holds=holds.for_cabinet(conn, cabinet_id),
         trusted_keys=trusted,
+        commands=pending_commands,
     )
     conn.execute(update(cabinets).where(cabinets.c.id == cabinet_id).values(
         applied_through=applied_through, last_sync_at=now, clock_offset_s=offset_s,

@@ -65,7 +65,9 @@ def _parse(body: bytes, model: type[_M]) -> _M:
 
 
 def _json(reply: BaseModel) -> Response:
-    return Response(reply.model_dump_json(), media_type="application/json")
+    # An empty ``commands`` is left out: a kiosk older than that field refuses unknown keys.
+    exclude = {"commands"} if isinstance(reply, SyncReply) and not reply.commands else None
+    return Response(reply.model_dump_json(exclude=exclude), media_type="application/json")
 
 
 def _busy(exc: Exception) -> ApiError:

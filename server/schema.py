@@ -35,7 +35,8 @@ from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
-    "ROLES", "UtcDateTime", "audit", "branches", "cabinet_nonces", "cabinets", "collection_profiles",
+    "ROLES", "UtcDateTime", "audit", "branches", "cabinet_commands", "cabinet_nonces",
+    "cabinet_status", "cabinets", "collection_profiles",
     "deny_list", "door_snapshots", "events", "exceptions", "grants", "holds", "items", "libraries",
     "metadata", "notifications", "ratings", "reader_tokens", "readers", "recommendations",
     "restock_tasks", "server_keys", "staff", "staff_tokens", "transits",
@@ -456,4 +457,36 @@ ils_outbox = Table(
     UniqueConstraint("kind", "source"),
     Index("ix_ils_outbox_status", "status", "id"),
     Index("ix_ils_outbox_item", "item_id", "id"),
+)
+
+# ----------------------------------------------------------------------------- revision 0007
+
+#: The latest status each cabinet reported with a batch (``syncproto.messages.CabinetStatus``
+#: as JSON in ``status``): the fleet overview reads it. One row per cabinet, replaced.
+cabinet_status = Table(
+    "cabinet_status", metadata,
+    Column("cabinet_id", String(64), ForeignKey("cabinets.id"), primary_key=True),
+    Column("reported_at", UtcDateTime(), nullable=False),  # the cabinet's clock
+    Column("received_at", UtcDateTime(), nullable=False),  # the server's clock
+    Column("kiosk_version", String(64), nullable=False, default=""),
+    Column("status", JSON, nullable=False),
+)
+
+#: Remote commands staff queue for a cabinet (server.fleet_status): ``queued`` → ``sent``
+#: (first delivered in a sync reply) → ``done`` | ``failed`` (the cabinet's result), or
+#: ``expired`` (not delivered, or no result, before ``expires_at``).
+cabinet_commands = Table(
+    "cabinet_commands", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cabinet_id", String(64), ForeignKey("cabinets.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("status", String(12), nullable=False, default="queued"),
+    Column("actor", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("result", JSON, nullable=True),
+    Index("ix_cabinet_commands_cabinet_id_status", "cabinet_id", "status"),
 )

@@ -18,7 +18,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "COMMAND_KINDS",
     "EVENT_KINDS",
+    "CabinetStatus",
+    "Command",
+    "CommandResult",
+    "DoorFill",
+    "StatusAlarm",
     "PROTOCOL_VERSION",
     "CabinetEvent",
     "DenyDelta",
@@ -85,6 +91,72 @@ class DoorSnapshot(_Model):
     unreadable: int = Field(default=0, ge=0)
 
 
+#: What staff may ask a cabinet to do from the console (server.fleet_status).
+COMMAND_KINDS = ("open_door", "reinventory", "fetch_diagnostics")
+
+
+class StatusAlarm(_Model):
+    """An alarm the cabinet has not cleared yet (see :class:`CabinetStatus`)."""
+
+    kind: str = Field(min_length=1, max_length=64)  # the alarm reason, e.g. door_left_open
+    door: int | None = Field(default=None, ge=1, le=999)
+    at: datetime
+
+
+class DoorFill(_Model):
+    """How full one door is: books the ledger believes are in it, and its configured slots."""
+
+    door: int = Field(ge=1, le=999)
+    count: int = Field(ge=0)
+    capacity: int = Field(ge=0)
+
+
+class CabinetStatus(_Model):
+    """The cabinet's own account of itself, sent with every batch (the fleet overview).
+
+    ``devices``: device name (``board-1``, ``reader-2``, ``card_reader``…) → availability as
+    the driver reports it (``ok``, ``degraded``, ``offline``…). ``open_alarms``: door-level
+    alarms (door left open, forced, lock jammed, count failed) raised after that door's last
+    successful count — a count of the door is what clears them. ``offline_exposure``: offline
+    loans the server has not acknowledged yet. Everything optional so that a cabinet may
+    report what it knows.
+    """
+
+    reported_at: datetime
+    kiosk_version: str = Field(default="", max_length=64)
+    devices: dict[str, str] = Field(default_factory=dict, max_length=200)
+    open_alarms: list[StatusAlarm] = Field(default_factory=list, max_length=200)
+    fill: list[DoorFill] = Field(default_factory=list, max_length=200)
+    offline_exposure: int = Field(default=0, ge=0)
+    offline_exposure_cap: int = Field(default=0, ge=0)
+    pending_events: int = Field(default=0, ge=0)
+
+
+class Command(_Model):
+    """A remote command from staff (``SyncReply.commands``). A cabinet executes each ``id``
+    at most once, and not at all after ``expires_at`` (a late door opening is dangerous).
+
+    ``args`` by kind: open_door ``{door, reason}``; reinventory ``{}``; fetch_diagnostics
+    ``{}``."""
+
+    id: int = Field(ge=1)
+    kind: Literal["open_door", "reinventory", "fetch_diagnostics"]
+    args: dict[str, Any] = Field(default_factory=dict)
+    issued_at: datetime
+    expires_at: datetime
+
+
+class CommandResult(_Model):
+    """What became of a command (``SyncBatch.command_results``): ``done`` or ``failed`` with
+    a JSON ``result`` (counts, diagnostics, the refusal's ``reason``). Re-sending is safe:
+    the server stores the first result of a command and ignores the rest."""
+
+    id: int = Field(ge=1)
+    status: Literal["done", "failed"]
+    result: dict[str, Any] = Field(default_factory=dict)
+    finished_at: datetime
+
+
 class SyncBatch(_Model):
     """POST /v1/sync body: the cabinet's outbox from some sequence on (may overlap what the
     server already has; re-sending is always safe)."""
@@ -98,6 +170,10 @@ class SyncBatch(_Model):
     items_version: int = Field(default=0, ge=0)
     #: doors whose contents changed since the last snapshot the server acknowledged
     inventory: list[DoorSnapshot] = Field(default_factory=list, max_length=200)
+    #: the cabinet's state for the fleet overview (None: an older kiosk, or nothing new)
+    status: CabinetStatus | None = None
+    #: results of remote commands not yet delivered (sent until a reply comes back)
+    command_results: list[CommandResult] = Field(default_factory=list, max_length=100)
 
 
 class SignedGrant(_Model):
@@ -165,6 +241,8 @@ class SyncReply(_Model):
     holds: list[HoldInfo] | None = None  # None: unchanged; a list replaces the cabinet's holds
     config: dict[str, Any] | None = None  # policy overrides pushed by the server
     trusted_keys: dict[str, str] | None = None  # key_id → Ed25519 public key (base64url)
+    #: remote commands waiting for this cabinet (each until its result arrives or it expires)
+    commands: list[Command] = Field(default_factory=list, max_length=100)
 
 
 class ReaderQuery(_Model):

@@ -11,7 +11,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-PARTS = ("catalogue", "routing", "services", "reports", "rotation", "ils")
+PARTS = ("catalogue", "routing", "services", "reports", "rotation", "ils", "cabinet_readers",
+         "commands", "console")
 
 
 def merged() -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], Callable[[int], dict[str, Any]]]]:
