@@ -47,6 +47,77 @@ def register(subparsers: Any) -> None:
     k.add_argument("file", metavar="FILE", help="the cabinet's TOML config")
     k.set_defaults(func=_cmd_key)
 
+    t = sub.add_parser("technician-password", help="set the technician pages' password",
+                       description="Set (or replace) the password of the kiosk's technician "
+                       "pages (/tech): reads it from standard input (or asks twice on a "
+                       "terminal) and writes its salted scrypt hash as [technician] "
+                       "password_hash into the config file, leaving the rest of the file as "
+                       "it was. Restart the kiosk to use it.")
+    t.add_argument("--config", required=True, metavar="FILE", help="the cabinet's TOML config")
+    t.set_defaults(func=_cmd_technician_password)
+
+    b = sub.add_parser("bundle", help="write a diagnostics bundle of a cabinet whose kiosk is "
+                       "not running",
+                       description="Write the diagnostics zip the technician page offers "
+                       "(/tech/bundle.zip) for a cabinet whose kiosk is not running: config "
+                       "without secrets, devices and counters, the ledger's integrity check, "
+                       "recent events and the given log files with reader ids and card "
+                       "numbers hashed. Exit 0 = written and no fault found, 1 = written "
+                       "with faults, 2 = not written.")
+    b.add_argument("--config", required=True, metavar="FILE", help="the cabinet's TOML config")
+    b.add_argument("-o", "--output", required=True, metavar="OUT.zip")
+    b.add_argument("--log", action="append", default=[], metavar="FILE",
+                   help="a log file to add (scrubbed); may be repeated")
+    b.add_argument("--no-devices", action="store_true",
+                   help="do not open the serial ports (e.g. the kiosk runs after all)")
+    b.set_defaults(func=_cmd_bundle)
+
+
+def _cmd_technician_password(args: argparse.Namespace) -> int:
+    import sys
+
+    from .tech_auth import TechConfigError, read_new_password, set_technician_hash
+
+    try:
+        password = read_new_password(sys.stdin)
+        set_technician_hash(args.config, password)
+    except TechConfigError as exc:
+        print(f"lendbox kiosk technician-password: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.config}: [technician] password set; restart the kiosk to use it")
+    return 0
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    import io
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from .diag_bundle import build_offline_bundle
+
+    try:
+        config = load_config(args.config)
+    except ConfigProblems as exc:
+        _print_problems(args.config, exc.problems, as_json=False)
+        return 2
+    data = build_offline_bundle(config, devices=not args.no_devices,
+                                logs=[Path(f) for f in args.log])
+    try:
+        Path(args.output).write_bytes(data)
+    except OSError as exc:
+        print(f"lendbox kiosk bundle: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 2
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        head = json.loads(z.read("summary.json"))
+    verdict = head["verdict"]
+    print(f"{args.output}: diagnostics bundle of cabinet {config.cabinet.id} "
+          f"({len(data)} bytes)")
+    for fault in verdict["faults"]:
+        print(f"  fault: {fault}")
+    print("PASS" if verdict["passed"] else "FAULT")
+    return 0 if verdict["passed"] else 1
+
 
 def _cmd_key(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat

@@ -36,6 +36,7 @@ __all__ = [
     "Policy",
     "Problem",
     "ServerConfig",
+    "TechnicianConfig",
     "check_config",
     "load_config",
 ]
@@ -113,6 +114,14 @@ class DoorInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TechnicianConfig:
+    """``[technician]``: the technician pages' login (``kiosk.tech_auth``). Absent: the
+    technician pages say how to set a password and show nothing else."""
+
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KioskConfig:
     cabinet: CabinetInfo
     server: ServerConfig | None
@@ -122,6 +131,7 @@ class KioskConfig:
     hardware: HardwareSpec
     path: Path
     data_dir: Path
+    technician: TechnicianConfig | None = None
 
     @property
     def stand_alone(self) -> bool:
@@ -405,11 +415,12 @@ def _escaped(text: str, pos: int) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 _TOP_LEVEL = ("cabinet", "server", "api", "policy", "doors", "buses", "boards", "readers",
-              "card_reader", "camera")
+              "card_reader", "camera", "technician")
 _CABINET_KEYS = ("id", "branch", "location", "language", "data_dir", "own_library",
                  "network_libraries", "hours", "help_line")
 _SERVER_KEYS = ("url", "timeout_s", "sync_interval_s", "trusted_keys")
 _API_KEYS = ("host", "port")
+_TECHNICIAN_KEYS = ("password_hash",)
 # name → (default, smallest allowed): counts and days are integers
 _POLICY_INTS: dict[str, tuple[int, int]] = {
     "loan_days": (30, 1),
@@ -680,6 +691,30 @@ class _Checker:
         if host is None or port is None:
             return None
         return ApiConfig(host=host, port=port)
+
+    def technician(self) -> tuple[bool, TechnicianConfig | None]:
+        """(ok, the section or None when absent)."""
+        from .tech_auth import BadHash, parse_hash
+
+        at: Key = ("technician",)
+        where = "[technician]"
+        if "technician" not in self.raw:
+            return True, None
+        table = self.table("technician")
+        if table is None:
+            return False, None
+        self.unknown_keys(table, _TECHNICIAN_KEYS, at, where)
+        stored = self.string(table, "password_hash", at, where)
+        if stored is None:
+            return False, None
+        try:
+            parse_hash(stored)
+        except BadHash as exc:
+            self.add(at + ("password_hash",), where,
+                     f"'password_hash' {exc} (run `lendbox kiosk technician-password "
+                     f"--config FILE`)")
+            return False, None
+        return True, TechnicianConfig(password_hash=stored.strip())
 
     def policy(self) -> Policy | None:
         at: Key = ("policy",)
@@ -1004,14 +1039,16 @@ def _check(path: Path) -> tuple[KioskConfig | None, list[Problem]]:
     server_ok, server = checker.server()
     api = checker.api()
     policy = checker.policy()
+    technician_ok, technician = checker.technician()
     doors = checker.doors()
     hardware = checker.hardware(*checker.hardware_keys())
     problems = sorted(checker.problems, key=lambda p: (p.line is None, p.line or 0))
     if (problems or cabinet is None or not server_ok or api is None or policy is None
-            or doors is None or hardware is None):
+            or doors is None or hardware is None or not technician_ok):
         return None, problems
     return KioskConfig(cabinet=cabinet, server=server, api=api, policy=policy, doors=doors,
-                       hardware=hardware, path=path, data_dir=cabinet.data_dir), []
+                       hardware=hardware, path=path, data_dir=cabinet.data_dir,
+                       technician=technician), []
 
 
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
