@@ -15,6 +15,7 @@ loan's own due date; a renewal made before such a late arrival must then be made
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -29,7 +30,8 @@ from .routes_readers import CurrentReader
 from .schema import audit, items
 from .security import ApiError, Staff, record_audit, request_engine, request_now, require
 
-__all__ = ["MAX_RENEWALS", "OVERDUE_GRACE_DAYS", "RENEW_DAYS", "router"]
+__all__ = ["MAX_RENEWALS", "OVERDUE_GRACE_DAYS", "RENEW_DAYS", "RecommendationBody",
+           "create_recommendation", "reader_loans", "renew_loan", "router"]
 
 router = APIRouter()
 
@@ -116,16 +118,21 @@ def _loan_json(conn: Connection, row: Any, today: date) -> dict[str, Any]:
             "wanted_by_others": holds.wanted_by_others(conn, row.id, row.borrower_id)}
 
 
+def reader_loans(conn: Connection, reader_id: str, today: date) -> dict[str, Any]:
+    """The reader's loans (due first) and the renewals allowed: the phone's and the
+    cabinet's answer (server.routes_cabinet_readers)."""
+    rows = conn.execute(select(items).where(items.c.borrower_id == reader_id,
+                                            items.c.status == "loaned")
+                        .order_by(items.c.due, items.c.id)).all()
+    return {"loans": [_loan_json(conn, r, today) for r in rows], "max_renewals": MAX_RENEWALS}
+
+
 @router.get("/api/readers/me/loans")
 def my_loans(request: Request, reader_id: CurrentReader) -> dict[str, Any]:
     """The reader's loans with due dates, overdue flags and renewals used."""
     today = request_now(request).date()
     with request_engine(request).connect() as conn:
-        rows = conn.execute(select(items).where(items.c.borrower_id == reader_id,
-                                                items.c.status == "loaned")
-                            .order_by(items.c.due, items.c.id)).all()
-        return {"loans": [_loan_json(conn, r, today) for r in rows],
-                "max_renewals": MAX_RENEWALS}
+        return reader_loans(conn, reader_id, today)
 
 
 def _renew_refusal(conn: Connection, row: Any, reader_id: str, today: date) -> ApiError | None:
@@ -142,34 +149,41 @@ def _renew_refusal(conn: Connection, row: Any, reader_id: str, today: date) -> A
     return None
 
 
+def renew_loan(conn: Connection, *, reader_id: str, item_id: str, now: datetime,
+               via: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Renew the reader's loan of ``item_id`` in the caller's write transaction, audited
+    under the reader (``via``: extra audit detail, e.g. the cabinet that vouched for them).
+    ApiError 404 not the reader's loan, 409 with the reason."""
+    today = now.date()
+    row = conn.execute(select(items).where(items.c.id == item_id).with_for_update()).first()
+    if row is None or row.status != "loaned" or row.borrower_id != reader_id:
+        raise ApiError(404, "not_your_loan", f"you have no loan of item {item_id!r}")
+    refusal = _renew_refusal(conn, row, reader_id, today)
+    if refusal is not None:
+        raise refusal
+    base = max(_due(row.due) or today, today)
+    new_due = (base + timedelta(days=RENEW_DAYS)).isoformat()
+    conn.execute(update(items).where(items.c.id == item_id).values(due=new_due))
+    loan_at = row.last_loan_at.isoformat() if row.last_loan_at is not None else ""
+    record_audit(conn, at=now, actor=_actor(reader_id), action="loan.renew",
+                 target=f"item:{item_id}",
+                 detail={"loan_at": loan_at, "from": row.due, "due": new_due, **(via or {})})
+    count = _renewals(conn, item_id, row.last_loan_at)
+    # the ILS gets the renewal too, exactly once (server.ils_outbox)
+    ils_outbox.enqueue(conn, kind="renew", source=f"renew:{item_id}:{loan_at}:{count}",
+                       item_id=item_id, reader_id=reader_id, cabinet_id=None,
+                       transaction_at=now, due=new_due, offline=False, now=now,
+                       previous_due=row.due)
+    return {"item_id": item_id, "due": new_due, "renewals": count,
+            "max_renewals": MAX_RENEWALS}
+
+
 @router.post("/api/readers/me/loans/{item_id}/renew")
 def renew(item_id: ItemId, request: Request, reader_id: CurrentReader) -> dict[str, Any]:
     """Renew a loan by :data:`RENEW_DAYS`; 404 not the reader's loan, 409 with the reason
     (held for someone else, overdue beyond the grace, renewed the most times)."""
-    now = request_now(request)
-    today = now.date()
     with write_tx(request_engine(request)) as conn:
-        row = conn.execute(select(items).where(items.c.id == item_id).with_for_update()).first()
-        if row is None or row.status != "loaned" or row.borrower_id != reader_id:
-            raise ApiError(404, "not_your_loan", f"you have no loan of item {item_id!r}")
-        refusal = _renew_refusal(conn, row, reader_id, today)
-        if refusal is not None:
-            raise refusal
-        base = max(_due(row.due) or today, today)
-        new_due = (base + timedelta(days=RENEW_DAYS)).isoformat()
-        conn.execute(update(items).where(items.c.id == item_id).values(due=new_due))
-        loan_at = row.last_loan_at.isoformat() if row.last_loan_at is not None else ""
-        record_audit(conn, at=now, actor=_actor(reader_id), action="loan.renew",
-                     target=f"item:{item_id}",
-                     detail={"loan_at": loan_at, "from": row.due, "due": new_due})
-        count = _renewals(conn, item_id, row.last_loan_at)
-        # the ILS gets the renewal too, exactly once (server.ils_outbox)
-        ils_outbox.enqueue(conn, kind="renew", source=f"renew:{item_id}:{loan_at}:{count}",
-                           item_id=item_id, reader_id=reader_id, cabinet_id=None,
-                           transaction_at=now, due=new_due, offline=False, now=now,
-                           previous_due=row.due)
-    return {"item_id": item_id, "due": new_due, "renewals": count,
-            "max_renewals": MAX_RENEWALS}
+        return renew_loan(conn, reader_id=reader_id, item_id=item_id, now=request_now(request))
 
 
 # ----------------------------------------------------------------------------- holds
@@ -250,19 +264,28 @@ def my_recommendations(request: Request, reader_id: CurrentReader) -> dict[str, 
         return {"recommendations": feedback.list_recommendations(conn, reader_id=reader_id)}
 
 
+def create_recommendation(conn: Connection, *, reader_id: str, body: RecommendationBody,
+                          now: datetime, via: Mapping[str, Any] | None = None
+                          ) -> dict[str, Any]:
+    """A new 荐购 in the caller's write transaction, audited under the reader (``via``:
+    extra audit detail); ApiError 422 without a valid ISBN or a title."""
+    try:
+        rec = feedback.create_recommendation(conn, reader_id=reader_id, isbn=body.isbn,
+                                             title=body.title, note=body.note, now=now)
+    except feedback.FeedbackRefused as exc:
+        raise _refused(exc) from None
+    record_audit(conn, at=now, actor=_actor(reader_id), action="recommendation.create",
+                 target=f"recommendation:{rec['id']}", detail={"isbn": rec["isbn"], **(via or {})})
+    return rec
+
+
 @router.post("/api/readers/me/recommendations")
 def recommend(body: RecommendationBody, request: Request,
               reader_id: CurrentReader) -> JSONResponse:
     """A new 荐购 (201): a valid ISBN-13/10 or a title, else 422."""
-    now = request_now(request)
     with write_tx(request_engine(request)) as conn:
-        try:
-            rec = feedback.create_recommendation(conn, reader_id=reader_id, isbn=body.isbn,
-                                                 title=body.title, note=body.note, now=now)
-        except feedback.FeedbackRefused as exc:
-            raise _refused(exc) from None
-        record_audit(conn, at=now, actor=_actor(reader_id), action="recommendation.create",
-                     target=f"recommendation:{rec['id']}", detail={"isbn": rec["isbn"]})
+        rec = create_recommendation(conn, reader_id=reader_id, body=body,
+                                    now=request_now(request))
     return JSONResponse(status_code=201, content=rec)
 
 
