@@ -107,18 +107,21 @@ def create_app(runtime: KioskRuntime) -> FastAPI:
 
     @app.get("/api/events", summary="Server-Sent Events: everything the screen must show",
              response_class=StreamingResponse)
-    def events(request: Request) -> StreamingResponse:
-        last = request.headers.get("last-event-id", "")
-        after = int(last) if last.isdigit() else None
+    def events(request: Request, after: str = "", named: bool = True) -> StreamingResponse:
+        # ``?after=ID``: a page rendered at event ID (the screen's first connection cannot
+        # send Last-Event-ID) gets what happened between its rendering and its connection;
+        # ``?named=false``: no ``event:`` line, so a browser's ``onmessage`` sees every event
+        last = request.headers.get("last-event-id", "") or after
+        after_id = int(last) if last.isdigit() and len(last) < 20 else None
         q = runtime.subscribe()
 
         def stream() -> Iterator[bytes]:
             try:
                 yield b"retry: 1000\n\n"
-                if after is not None:
+                if after_id is not None:
                     for item in runtime.iter_recent():
-                        if item["id"] > after:
-                            yield _sse(item)
+                        if item["id"] > after_id:
+                            yield _sse(item, named)
                 quiet = 0.0
                 while not runtime.stopping:
                     try:
@@ -130,7 +133,7 @@ def create_app(runtime: KioskRuntime) -> FastAPI:
                             yield b": alive\n\n"
                         continue
                     quiet = 0.0
-                    yield _sse(item)
+                    yield _sse(item, named)
             finally:
                 runtime.unsubscribe(q)
 
@@ -145,9 +148,10 @@ def create_app(runtime: KioskRuntime) -> FastAPI:
     return app
 
 
-def _sse(item: dict[str, Any]) -> bytes:
+def _sse(item: dict[str, Any], named: bool = True) -> bytes:
     data = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {item['id']}\nevent: {item['key']}\ndata: {data}\n\n".encode()
+    kind = f"event: {item['key']}\n" if named else ""
+    return f"id: {item['id']}\n{kind}data: {data}\n\n".encode()
 
 
 def _docs_page(spec: dict[str, Any]) -> str:

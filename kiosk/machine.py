@@ -29,11 +29,16 @@ from .rules import ItemView, Patron, judge_removals, return_verdict
 __all__ = [
     "AlarmRaised", "BeginReturn", "BeginSession", "ChooseDoor", "Command", "Commit", "Content",
     "DoorClosed", "DoorInfo", "DoorOpened", "EndSession", "Event", "Finish", "Inventory",
-    "InventoryFailed", "InventoryResult", "Machine", "MachinePolicy", "Notify", "Resolve",
+    "InventoryFailed", "InventoryResult", "Machine", "MachinePolicy", "MoreTime", "Notify",
+    "Resolve", "WARN_BEFORE_S",
     "Resolved", "ResolveRefused", "SessionKind", "TagRead", "Tick", "Unlock", "UnlockDone",
 ]
 
 SessionKind = Literal["borrow", "return", "restock"]
+
+#: The "need more time?" prompt comes this long before the idle timeout (WCAG 2.2.1 asks
+#: for at least 20 s to answer; the extra 5 s covers the clock's tick and the screen).
+WARN_BEFORE_S = 25.0
 
 
 # ---------------------------------------------------------------- configuration
@@ -152,8 +157,14 @@ class Tick:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class MoreTime:
+    """The reader answered "need more time?": the idle timeout starts again."""
+
+
 Event = (BeginSession | BeginReturn | Resolved | ResolveRefused | ChooseDoor | UnlockDone
-         | DoorOpened | DoorClosed | InventoryResult | InventoryFailed | Finish | Tick)
+         | DoorOpened | DoorClosed | InventoryResult | InventoryFailed | Finish | Tick
+         | MoreTime)
 
 
 # ---------------------------------------------------------------- commands (out)
@@ -262,6 +273,7 @@ class _Session:
     resolved_at: float | None = None
     loans: int = 0
     hold_doors: tuple[int, ...] = ()
+    warned_for: float | None = None  # the last_activity the idle warning was given for
 
 
 class MachineError(ValueError):
@@ -312,8 +324,14 @@ class Machine:
                 "id": s.id, "kind": s.kind, "phase": s.phase, "loans": s.loans,
                 "offline": bool(s.patron and s.patron.offline),
                 "role": s.patron.role if s.patron else None,
+                "hold_doors": list(s.hold_doors),
+                # seconds until the idle timeout (None while a door keeps the session busy)
+                "idle_left_s": None if self._doors_busy() else max(
+                    0.0, round(self.policy.session_idle_s - (self._now - s.last_activity), 1)),
+                "warned": s.warned_for is not None and s.warned_for == s.last_activity,
             },
-            "doors": {str(n): {"purpose": r.purpose, "phase": r.phase}
+            "doors": {str(n): {"purpose": r.purpose, "phase": r.phase, "prompts": r.prompts,
+                               "alarmed": r.alarmed}
                       for n, r in sorted(self.runs.items()) if r.phase != "done"},
         }
 
@@ -353,6 +371,10 @@ class Machine:
                 self._finish(now, out)
             case Tick():
                 self._tick(now, out)
+            case MoreTime():
+                s = self._need_session()
+                s.last_activity = now
+                s.warned_for = None
         return out
 
     # ------------------------------------------------------------ sessions
@@ -685,6 +707,19 @@ class Machine:
             return
         out.append(Notify("session.finished", {"loans": s.loans}))
         out.append(self._end(s, "finished"))
+
+    def idle_warning_due(self, now: float) -> float | None:
+        """Seconds left before the idle timeout when the "need more time?" prompt is due now
+        (once per stretch of inactivity), else None. The shell announces it; the machine's
+        own ticks stay as they were."""
+        s = self.session
+        if s is None or s.phase != "active" or self._doors_busy():
+            return None
+        left = self.policy.session_idle_s - (now - s.last_activity)
+        if left > WARN_BEFORE_S or left <= 0 or s.warned_for == s.last_activity:
+            return None
+        s.warned_for = s.last_activity
+        return left
 
     def _tick(self, now: float, out: list[Command]) -> None:
         p = self.policy

@@ -16,7 +16,7 @@ from typing import Any
 from .messages_services import SERVICES
 from .messages_tech import TECH
 
-__all__ = ["CATALOGUE", "LANGUAGES", "message", "reason_text"]
+__all__ = ["CATALOGUE", "CLC_CLASSES", "LANGUAGES", "message", "reason_text"]
 
 LANGUAGES = ("zh", "en")
 
@@ -87,10 +87,15 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "refused.grant_expired": ("信用借阅额度已过期，请联网后再试。",
                               "Your borrowing credit has expired; please try again when "
                               "online."),
-    "refused.grant_bad_signature": ("信用额度无效。", "Your borrowing credit is not valid."),
-    "refused.grant_unknown_key": ("信用额度无效。", "Your borrowing credit is not valid."),
-    "refused.grant_not_yet_valid": ("信用额度尚未生效。", "Your borrowing credit is not yet "
-                                    "valid."),
+    "refused.grant_bad_signature": ("信用额度无效，请在图书馆应用中刷新二维码后再试。",
+                                  "Your borrowing credit is not valid: refresh the QR code in "
+                                  "the library app and try again."),
+    "refused.grant_unknown_key": ("信用额度无效，请在图书馆应用中刷新二维码后再试。",
+                                  "Your borrowing credit is not valid: refresh the QR code in "
+                                  "the library app and try again."),
+    "refused.grant_not_yet_valid": ("信用额度尚未生效，请稍后再试或检查手机时间。",
+                                    "Your borrowing credit is not valid yet: try again later or "
+                                    "check your phone's clock."),
     "refused.token_expired": ("二维码已过期，请刷新后再扫。",
                               "This QR code has expired: refresh it and scan again."),
     "refused.token_replayed": ("二维码已使用过，请刷新后再扫。",
@@ -98,13 +103,19 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "refused.token_not_yet_valid": ("二维码时间异常，请检查手机时间后刷新。",
                                     "This QR code's time is off: check your phone's clock "
                                     "and refresh."),
-    "refused.token_malformed": ("无法识别该二维码。", "This QR code is not a reader card."),
+    "refused.token_malformed": ("无法识别该二维码，请打开图书馆应用中的电子读者证二维码。",
+                                "This QR code is not a reader card: open the e-reader card in "
+                                "the library app."),
     "refused.token_truncated": ("二维码不完整，请重新扫描。", "The QR code was not read "
                                 "completely; scan again."),
-    "refused.token_bad_signature": ("二维码无效。", "This QR code is not valid."),
+    "refused.token_bad_signature": ("二维码无效，请在图书馆应用中刷新后再扫。",
+                                    "This QR code is not valid: refresh it in the library app "
+                                    "and scan again."),
     "refused.token_unknown_key": ("二维码无效，请更新读者证应用。",
                                   "This QR code is not valid: update your reader card app."),
-    "refused.token_ttl_too_long": ("二维码无效。", "This QR code is not valid."),
+    "refused.token_ttl_too_long": ("二维码无效，请在图书馆应用中刷新后再扫。",
+                                   "This QR code is not valid: refresh it in the library app "
+                                   "and scan again."),
     "refused.offline_allowance": ("网络中断期间您的离线借阅额度已用完，可以还书；联网后即可继续借阅。",
                                   "While the network is down your offline allowance is used "
                                   "up. You can still return books; borrowing resumes once "
@@ -116,9 +127,12 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "refused.credential_expired": ("登录已超时，请重新刷卡或扫码。",
                                    "Your sign-in has timed out: tap your card or scan again."),
     # why an item is refused (reasons of kiosk.rules)
-    "item.hold_for_other": ("已被其他读者预约", "reserved for another reader"),
+    "item.hold_for_other": ("已被其他读者预约，您可以在图书馆应用中预约它",
+                            "reserved for another reader; you can place a hold on it in the "
+                            "library app"),
     "item.reference_only": ("仅供馆内阅览", "reference only"),
-    "item.limit_reached": ("已达借阅上限", "you have reached your loan limit"),
+    "item.limit_reached": ("已达借阅上限，请先还书再借",
+                           "you have reached your loan limit; return a book first"),
     "item.offline_allowance": ("网络中断期间您的离线借阅额度已用完",
                                "your offline borrowing allowance is used up while the "
                                "network is down"),
@@ -154,10 +168,129 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "screen.busy": ("书柜正在为其他读者服务，请稍候。", "The cabinet is serving another reader; "
                     "please wait a moment."),
     "screen.back": ("返回首页", "Back to start"),
-    "screen.coming": ("借书页面将在第 6/6 期完成，现在请使用图书馆应用或服务台。",
-                      "The borrowing screens are coming in issue 6/6; meanwhile please use the "
-                      "library app or the desk."),
+    # identify (kiosk/screens_reader.py)
+    "screen.identify": ("借书：请刷卡或扫码", "Borrow: tap your card or show your QR code"),
+    "screen.identify_card": ("把读者证放在屏幕下方的读卡区。", "Hold your reader card on the card "
+                             "reader below the screen."),
+    "screen.identify_qr": ("或把电子读者证二维码对准摄像头。", "Or hold your e-reader card QR code "
+                           "up to the camera."),
+    "screen.identify_waiting": ("正在等待读者证……", "Waiting for your card…"),
+    "screen.type_card": ("没有带卡？输入读者证号", "No card with you? Type your card number"),
+    "screen.card_number": ("读者证号", "Card number"),
+    "screen.type_card_go": ("确定", "Continue"),
+    "screen.refused_title": ("无法开始借书", "Borrowing could not start"),
+    "screen.refused_next": ("您仍可以无需登录直接还书。需要帮助请拨打服务电话 {help_line}。",
+                            "You can still return books without signing in. For help call "
+                            "{help_line}."),
+    "screen.refused_next_nohelp": ("您仍可以无需登录直接还书。需要帮助请到图书馆服务台。",
+                                   "You can still return books without signing in. For help "
+                                   "ask at the library desk."),
+    "screen.try_again": ("重新刷卡或扫码", "Try again"),
+    # browse by door and by class
+    "screen.doors": ("选择柜门", "Choose a door"),
+    "screen.doors_browse": ("看看柜里有什么书", "See what is in the cabinet"),
+    "screen.door_n": ("{door}号门", "Door {door}"),
+    "screen.door_count": ("{count} 册", "{count} book(s)"),
+    "screen.door_accessible": ("低位柜门（轮椅可及）", "Accessible door (lower)"),
+    "screen.accessible_first": ("低位柜门优先", "Accessible doors first"),
+    "screen.doors_in_order": ("按门号排列", "Doors in number order"),
+    "screen.class_filter": ("按中图法分类筛选", "Filter by library class (中图法)"),
+    "screen.class_all": ("全部", "All"),
+    "screen.class_unknown": ("未分类", "Not classified"),
+    "screen.no_match": ("此门没有该类图书。", "No books of this class in this door."),
+    "screen.door_empty": ("此门是空的。", "This door is empty."),
+    "screen.open_door": ("打开{door}号门", "Open door {door}"),
+    "screen.door_in_use": ("{door}号门正在使用", "Door {door} is in use"),
+    "screen.sign_in_first": ("请先刷卡或扫码，再选择柜门。", "Tap your card or show your QR code "
+                             "first, then choose a door."),
+    "screen.untitled": ("（书名未知）", "(title unknown)"),
+    # the live session
+    "screen.session": ("借书", "Borrowing"),
+    "screen.session_none": ("现在没有进行中的借书。", "No borrowing is in progress."),
+    "screen.choose_door": ("选择柜门", "Choose a door"),
+    "screen.finish": ("完成", "Finish"),
+    "screen.services": ("更多服务", "More services"),
+    "screen.my_loans": ("我的借阅与续借", "My loans and renewals"),
+    "screen.my_holds": ("我的预约", "My holds"),
+    "screen.recommend": ("荐购图书", "Suggest a book to buy"),
+    "screen.hold_door": ("您预约的图书在{door}号门，门已为您打开：请取书后关门。",
+                         "Your reserved book is in door {door}; it is open for you: take it, "
+                         "then close the door."),
+    "screen.door_state_unlocking": ("{door}号门正在开锁……", "Unlocking door {door}…"),
+    "screen.door_state_counting": ("{door}号门已关闭，正在清点图书……",
+                                   "Door {door} is closed: counting the books…"),
+    "screen.borrowed": ("您借了：", "You borrowed:"),
+    "screen.due": ("应还日期 {due}", "due {due}"),
+    "screen.returned": ("已收到：", "Received:"),
+    "screen.live_log": ("刚才的提示", "What just happened"),
+    "screen.alarm_title": ("请关门", "Please close the door"),
+    # need more time?
+    "session.more_time": ("还需要时间吗？{seconds} 秒后将自动退出。",
+                          "Do you need more time? You will be signed out in {seconds} s."),
+    "screen.more_time_q": ("还需要时间吗？", "Do you need more time?"),
+    "screen.more_time_left": ("<span data-countdown>{seconds}</span> 秒后将自动退出。",
+                              "You will be signed out in <span data-countdown>{seconds}</span> "
+                              "s."),
+    "screen.more_time": ("需要更多时间", "I need more time"),
+    "screen.page_left": ("<span data-countdown>{seconds}</span> 秒后自动回到开始页面。",
+                         "Going back to the first page in <span data-countdown>{seconds}</span> s."),
+    # receipt and rating
+    "screen.receipt": ("借阅凭条", "Receipt"),
+    "screen.receipt_hint": ("用手机拍下二维码，保存您的借阅凭条。",
+                            "Take a photo of the QR code to keep your receipt."),
+    "screen.receipt_none": ("没有可显示的凭条。", "There is no receipt to show."),
+    "screen.receipt_nothing": ("本次没有借书。", "Nothing was borrowed this time."),
+    "screen.receipt_qr": ("借阅凭条二维码", "Receipt QR code"),
+    "receipt.head": ("借阅凭条 {cabinet} {date}", "Receipt {cabinet} {date}"),
+    "receipt.line": ("{n}. {title}（{item_id}）应还 {due}", "{n}. {title} ({item_id}) due {due}"),
+    "screen.rate_q": ("您对本次服务满意吗？", "How satisfied are you with this visit?"),
+    "screen.rate_1": ("1 很不满意", "1 very unhappy"),
+    "screen.rate_2": ("2 不满意", "2 unhappy"),
+    "screen.rate_3": ("3 一般", "3 okay"),
+    "screen.rate_4": ("4 满意", "4 happy"),
+    "screen.rate_5": ("5 很满意", "5 very happy"),
+    "screen.rate_thanks": ("谢谢您的评价！", "Thank you for your rating!"),
+    "screen.rate_none": ("现在没有可以评价的服务。", "There is no visit to rate now."),
+    # returning
+    "screen.return_recognised": ("识别到的图书：", "Books recognised:"),
+    "screen.goes_home": ("其他馆的图书，已收下，将送回{home}。",
+                         "From another library: accepted, it goes home to {home}."),
+    "screen.goes_home_branch": ("不属于本柜的图书，已收下，工作人员会把它送回所属分馆。",
+                                "Not one of this cabinet's books: accepted, staff will send it "
+                                "home to its branch."),
+    "screen.return_none": ("没有识别到新放入的图书。如果您放了书，请联系工作人员。",
+                           "No new book was recognised. If you put one in, please call staff."),
+    # speech
+    "screen.speech_on": ("开启语音提示", "Turn spoken prompts on"),
+    "screen.speech_off": ("关闭语音提示", "Turn spoken prompts off"),
+    # the 22 top-level classes of the Chinese Library Classification (中图法)
+    "clc.A": ("马克思主义、列宁主义、毛泽东思想、邓小平理论",
+              "Marxism-Leninism, Mao Zedong Thought, Deng Xiaoping Theory"),
+    "clc.B": ("哲学、宗教", "Philosophy and religion"),
+    "clc.C": ("社会科学总论", "Social sciences (general)"),
+    "clc.D": ("政治、法律", "Politics and law"),
+    "clc.E": ("军事", "Military science"),
+    "clc.F": ("经济", "Economics"),
+    "clc.G": ("文化、科学、教育、体育", "Culture, science, education and sport"),
+    "clc.H": ("语言、文字", "Languages and writing"),
+    "clc.I": ("文学", "Literature"),
+    "clc.J": ("艺术", "Art"),
+    "clc.K": ("历史、地理", "History and geography"),
+    "clc.N": ("自然科学总论", "Natural sciences (general)"),
+    "clc.O": ("数理科学和化学", "Mathematics, physics and chemistry"),
+    "clc.P": ("天文学、地球科学", "Astronomy and earth sciences"),
+    "clc.Q": ("生物科学", "Life sciences"),
+    "clc.R": ("医药、卫生", "Medicine and health"),
+    "clc.S": ("农业科学", "Agricultural sciences"),
+    "clc.T": ("工业技术", "Industrial technology"),
+    "clc.U": ("交通运输", "Transport"),
+    "clc.V": ("航空、航天", "Aviation and spaceflight"),
+    "clc.X": ("环境科学、安全科学", "Environmental and safety sciences"),
+    "clc.Z": ("综合性图书", "General works"),
 }
+
+#: The 中图法's top-level class letters (L, M, W and Y are not used by it).
+CLC_CLASSES = tuple("ABCDEFGHIJKNOPQRSTUVXZ")
 
 
 # Other screens keep their sentences in modules of their own (one owner each).

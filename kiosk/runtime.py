@@ -17,6 +17,7 @@ Start-up order (each step finishes before the next):
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import logging
 import queue
@@ -61,6 +62,13 @@ POLL_INTERVAL_S = 0.05
 TICK_S = 0.5
 #: How often an out-of-service door (its count failed) is counted again while idle.
 UNCOUNTED_RETRY_S = 10.0
+#: Camera frames skipped at most per look (a 10 fps stream queues ~3 per 0.3 s), and the
+#: read time that says a frame was waited for (so it is the newest).
+CAMERA_DRAIN_MAX = 60
+CAMERA_FRESH_S = 0.03
+#: How long after a session ends its receipt (titles, due dates) can be shown and rated;
+#: after that the next person at the screen must not see the last reader's books.
+RECEIPT_S = 300.0
 
 
 def _b64(raw: bytes) -> str:
@@ -147,6 +155,9 @@ class KioskRuntime:
         #: when the engine received each door's last close (for the close→commit benchmark)
         self.closed_at: dict[int, float] = {}
         self.committed_at: dict[int, float] = {}
+        # the screen's view of the current (or just ended) transaction: receipt, rating
+        self._tx: dict[str, Any] | None = None
+        self._tx_lock = threading.Lock()
 
     # ------------------------------------------------------------ life cycle
     def start(self) -> KioskRuntime:
@@ -191,11 +202,16 @@ class KioskRuntime:
         for name, target in (("engine", self._engine), ("clock", self._ticker)):
             self._spawn(name, target)
         for address in self.hardware.boards:
-            self._spawn(f"board-{address}", lambda a=address: self._poll_board(a))
+            self._spawn(f"board-{address}", functools.partial(self._poll_board, address))
         if self.hardware.card_reader is not None:
             self.hardware.card_reader.start(self._on_card)
         if self.hardware.camera is not None:
             self._spawn("camera", self._watch_camera)
+        # remote commands (H5): status with every batch, commands from the replies
+        from .commands import RemoteCommands
+
+        self.remote: RemoteCommands | None = RemoteCommands(self).start()
+        # end remote commands (H5)
         if self.agent is not None:
             self.agent.start()
         self.started_at = self.mono()
@@ -207,6 +223,11 @@ class KioskRuntime:
         for t in self._threads:
             t.join(timeout=5)
         self._threads.clear()
+        # remote commands (H5)
+        remote = getattr(self, "remote", None)
+        if remote is not None:
+            remote.stop()
+        # end remote commands (H5)
         if self.agent is not None:
             self.agent.stop()
         if self.hardware is not None and self._hardware is not None:
@@ -294,6 +315,58 @@ class KioskRuntime:
     def finish(self) -> dict[str, Any]:
         return self.submit(mc.Finish())
 
+    def more_time(self) -> dict[str, Any]:
+        """The reader asked for more time: the session's idle timeout starts again."""
+        return self.submit(mc.MoreTime())
+
+    def transaction(self, *, ended: bool | None = None) -> dict[str, Any] | None:
+        """The current or last transaction as the screen shows it (no reader id): session,
+        kind, loans [{item_id, title, author, due}], returns [{item_id, title,
+        owner_library, goes_home}], events (what the screen was told), outcome (None while
+        it runs), rated. A transaction that ended more than ``RECEIPT_S`` ago is gone.
+        ``ended``: only a running (False) or only a finished (True) one."""
+        with self._tx_lock:
+            tx = self._tx
+            if tx is None:
+                return None
+            done = tx["outcome"] is not None
+            if done and self.mono() - tx["ended"] > RECEIPT_S:
+                return None
+            if ended is not None and done != ended:
+                return None
+            out = {k: v for k, v in tx.items() if k != "reader_id"}
+            out["events"] = list(tx["events"])
+        for row in out["loans"] + out["returns"]:  # titles may have arrived since (sync)
+            info = self.ledger.item(row["item_id"]) if self.ledger is not None else None
+            if info is not None:
+                row.setdefault("title", "")
+                row["title"] = row["title"] or info.title
+                row["author"] = row.get("author") or info.author
+        return out
+
+    def rate(self, score: int) -> dict[str, Any]:
+        """A one-tap satisfaction rating (1..5) of the transaction that just ended, as a
+        ``rating`` ledger event the server counts (满意率). ValueError: not 1..5;
+        LookupError: nothing to rate (no recent borrow/return, or rated already)."""
+        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+            raise ValueError("a rating is a whole number from 1 to 5")
+        assert self.ledger is not None
+        with self._tx_lock:
+            tx = self._tx
+            if (tx is None or tx["outcome"] is None or tx["rated"]
+                    or tx["kind"] not in ("borrow", "return")
+                    or self.mono() - tx["ended"] > RECEIPT_S):
+                raise LookupError("no transaction to rate")
+            tx["rated"] = True
+            payload: dict[str, Any] = {"score": score, "session": tx["session"],
+                                       "kind": tx["kind"]}
+            if tx["reader_id"]:
+                payload["reader_id"] = tx["reader_id"]
+        self.ledger.append([NewEvent("rating", payload, offline=self._offline())])
+        if self.agent is not None:
+            self.agent.kick()
+        return {"score": score, "session": payload["session"]}
+
     def state(self) -> dict[str, Any]:
         assert self.machine is not None and self.ledger is not None
         snap = self.machine.snapshot()
@@ -369,12 +442,74 @@ class KioskRuntime:
         while todo:
             event = todo.popleft()
             commands = self.machine.handle(event, self.mono())
+            if isinstance(event, (mc.BeginSession, mc.BeginReturn)):
+                self._new_tx(event.session, "borrow" if isinstance(event, mc.BeginSession)
+                             else "return")
             follow: list[Any] = []
             for cmd in commands:
                 nxt = self._execute(cmd)
                 if nxt is not None:
                     follow.append(nxt)
             todo.extendleft(reversed(follow))
+        if isinstance(first, mc.Tick):
+            left = self.machine.idle_warning_due(self.mono())
+            if left is not None:
+                self._publish("session.more_time", {"seconds": int(left)})
+
+    def _new_tx(self, session: str, kind: str) -> None:
+        with self._tx_lock:
+            self._tx = {"session": session, "kind": kind, "reader_id": None, "loans": [],
+                        "returns": [], "events": [], "outcome": None, "ended": None,
+                        "rated": False, "cabinet": self.config.cabinet.id,
+                        "at": datetime.fromtimestamp(self.clock(), UTC).isoformat()}
+
+    def _tx_commit(self, cmd: mc.Commit, due: str) -> None:
+        """What the receipt and the return page show of one committed door."""
+        assert self.ledger is not None
+        with self._tx_lock:
+            tx = self._tx
+            if tx is None or tx["session"] != cmd.session or tx["outcome"] is not None:
+                return
+            if cmd.reader_id:
+                tx["reader_id"] = cmd.reader_id
+            if cmd.manifest is not None:
+                tx["kind"] = "restock"
+        home = self._home_branch() if cmd.returns else ""
+        loans, returns = [], []
+        for item in cmd.loans:
+            info = self.ledger.item(item)
+            loans.append({"item_id": item, "title": info.title if info else "",
+                          "author": info.author if info else "", "due": due,
+                          "door": cmd.door})
+        own = self.config.cabinet.own_library
+        for r in cmd.returns:
+            info = self.ledger.item(r.item_id or "") if r.item_id else None
+            goes_home = ""
+            if r.owner_library and own and r.owner_library != own:
+                goes_home = r.owner_library
+            elif info is not None and info.home_branch and home and info.home_branch != home:
+                goes_home = info.home_branch
+            elif info is None and home:  # not one of this cabinet's books: from elsewhere
+                goes_home = "?"
+            returns.append({"item_id": r.item_id or "", "title": info.title if info else "",
+                            "author": info.author if info else "",
+                            "owner_library": r.owner_library or "", "goes_home": goes_home,
+                            "door": cmd.door})
+        with self._tx_lock:
+            if self._tx is not None and self._tx["session"] == cmd.session:
+                self._tx["loans"].extend(loans)
+                self._tx["returns"].extend(returns)
+
+    def _home_branch(self) -> str:
+        """The branch most of this cabinet's books belong to (from the item cache)."""
+        assert self.ledger is not None
+        counts: dict[str, int] = {}
+        for contents in self.ledger.all_contents().values():
+            for c in contents.values():
+                info = self.ledger.item(c.item_id) if c.item_id else None
+                if info is not None and info.home_branch:
+                    counts[info.home_branch] = counts.get(info.home_branch, 0) + 1
+        return max(counts, key=lambda k: counts[k]) if counts else ""
 
     def _execute(self, cmd: mc.Command) -> Any:
         match cmd:
@@ -495,9 +630,9 @@ class KioskRuntime:
             events.append(NewEvent("return", {
                 "item_id": r.item_id, "owner_library": r.owner_library, "door": cmd.door,
                 "session": cmd.session}, offline=self._offline()))
-        for item, reason in cmd.alarms:
+        for alarm_item, reason in cmd.alarms:
             events.append(NewEvent("alarm", {"reason": reason, "door": cmd.door,
-                                             "item_id": item, "session": cmd.session},
+                                             "item_id": alarm_item, "session": cmd.session},
                                    offline=self._offline()))
         if cmd.manifest is not None:
             events.append(NewEvent("restock", {"manifest": self._sign_manifest(cmd)},
@@ -510,6 +645,7 @@ class KioskRuntime:
                                              kind="stray", reader_id=None, context={})
         self.ledger.finish_intent(intent, contents=contents, events=events)
         self.committed_at[cmd.door] = self.mono()
+        self._tx_commit(cmd, due)
         if self.agent is not None:
             self.agent.kick()
         self._publish("door.committed", {"door": cmd.door, "loans": len(cmd.loans),
@@ -543,6 +679,10 @@ class KioskRuntime:
                                                  "outcome": cmd.outcome},
                                      offline=self._offline())])
         self._publish("session.ended", {"session": cmd.session, "outcome": cmd.outcome})
+        with self._tx_lock:
+            if self._tx is not None and self._tx["session"] == cmd.session:
+                self._tx["outcome"] = cmd.outcome
+                self._tx["ended"] = self.mono()
 
     def _offline(self) -> bool:
         return self.agent is None or not self.agent.online
@@ -568,6 +708,12 @@ class KioskRuntime:
                 "text": self._texts(key, params),
                 "at": datetime.fromtimestamp(self.clock(), UTC).isoformat()}
         self._recent.append(item)
+        with self._tx_lock:
+            tx = self._tx
+            if tx is not None and tx["outcome"] is None and len(tx["events"]) < 100:
+                tx["events"].append(item)
+                if key == "restock.choose_doors":
+                    tx["kind"] = "restock"
         with self._subs_lock:
             subs = list(self._subs)
         for sub in subs:
@@ -626,7 +772,7 @@ class KioskRuntime:
             try:
                 if not camera.is_open:
                     camera.open()
-                texts = camera.read_qr()
+                texts = self._newest_qr(camera)
             except DriverError:
                 self._stop.wait(2.0)
                 continue
@@ -636,6 +782,23 @@ class KioskRuntime:
                 last = (text, self.mono())
                 self._credential_arrived("qr", text)
                 break
+
+    @staticmethod
+    def _newest_qr(camera: Any) -> list[str]:
+        """The QR codes on the newest frame. A live stream queues the frames nobody read
+        (this watcher reads every 0.3 s, and not at all during a session): without skipping
+        them it decodes a phone shown seconds ago — an earlier reader's used QR code."""
+        from drivers.camera.source import SourceKind
+
+        source = getattr(camera, "source", None)
+        if getattr(source, "kind", None) in (SourceKind.URL, SourceKind.DEVICE):
+            for _ in range(CAMERA_DRAIN_MAX):
+                began = time.monotonic()
+                camera.read_frame()
+                if time.monotonic() - began > CAMERA_FRESH_S:
+                    break  # this read waited for the camera: the queue is empty
+        texts: list[str] = camera.read_qr()
+        return texts
 
     def _drain_board_events(self) -> None:
         """Acknowledge events from before this start (recovery reads door states instead)."""

@@ -7,9 +7,14 @@ button, so a keyboard or an assistive switch reaches all of them. Every sentence
 preferences (``lang``, ``contrast=high``, ``text=large``) come from the query string and are
 kept in cookies so the next page keeps them.
 
-Pages so far: the idle/attract page (``/`` and ``/screen``), returning without login
-(``POST /screen/return`` → ``/screen/return``, which shows the door the machine opened from
-``runtime.state()``) and a placeholder for borrowing. The rest of the journeys are issue 8.
+Pages here: the idle/attract page (``/`` and ``/screen``), returning without login
+(``POST /screen/return`` → ``/screen/return``: the door the machine opened, then what it
+recognised) and ``/screen/end`` (a reader is done: their display choices are forgotten). The
+borrowing journey is in ``kiosk.screens_reader``.
+
+Live pages carry ``data-live`` on ``<main>``: ``/static/live.js`` follows the event stream
+and, on each event, fetches the page again and swaps ``<main>`` (one renderer, so the page
+without JavaScript — a meta refresh — shows exactly the same thing).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from .machine import MachineError
 from .messages import message
 from .runtime import KioskRuntime
 
-__all__ = ["STATIC_DIR", "Prefs", "back_link", "mount_screens", "render_page"]
+#: the reader's own choices, forgotten when their session ends
+PREF_COOKIES = ("lang", "contrast", "text", "speech")
+#: a finished page (receipt, return done) goes back to the start after this long; the "need
+#: more time?" prompt shows in its last PAGE_WARN_S seconds
+PAGE_TIMEOUT_S = 90
+PAGE_WARN_S = 25
+
+__all__ = ["PAGE_TIMEOUT_S", "STATIC_DIR", "Prefs", "back_link", "end_link", "mount_screens",
+           "page_timeout_html", "render_page"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -42,6 +55,7 @@ class Prefs:
     lang: str = "zh"
     contrast: str = "normal"
     text: str = "normal"
+    speech: str = "off"
 
     @classmethod
     def of(cls, request: Request) -> Prefs:
@@ -51,11 +65,13 @@ class Prefs:
 
         return cls(lang=pick("lang", ("zh", "en"), "zh"),
                    contrast=pick("contrast", ("normal", "high"), "normal"),
-                   text=pick("text", ("normal", "large"), "normal"))
+                   text=pick("text", ("normal", "large"), "normal"),
+                   speech=pick("speech", ("on", "off"), "off"))
 
     def keep(self, response: Response) -> Response:
-        """Session cookies: the kiosk's browser keeps them until it restarts."""
-        for name in ("lang", "contrast", "text"):
+        """Session cookies: the kiosk's browser keeps them until it restarts (or the reader's
+        session ends: ``/screen/end``)."""
+        for name in PREF_COOKIES:
             response.set_cookie(name, getattr(self, name), samesite="strict")
         return response
 
@@ -65,11 +81,13 @@ class Prefs:
 
 def mount_screens(app: FastAPI, runtime: KioskRuntime) -> None:
     """Add the touchscreen's pages and its static files (``/static``) to the kiosk's app."""
+    from .screens_reader import reader_router
     from .screens_services import services_router
     from .screens_tech import tech_router
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(_router(runtime))
+    app.include_router(reader_router(runtime))
     app.include_router(services_router(runtime))
     app.include_router(tech_router(runtime))
 
@@ -80,17 +98,25 @@ def _router(runtime: KioskRuntime) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     @router.get("/screen", response_class=HTMLResponse)
-    def idle(request: Request) -> Response:
+    def idle(request: Request, notice: str = "") -> Response:
         p = Prefs.of(request)
         busy = runtime.state()["session"] is not None
-        return p.keep(HTMLResponse(_idlerender_page(p, cabinet, busy=busy)))
+        return p.keep(HTMLResponse(_idlerender_page(p, cabinet, busy=busy,
+                                                    timed_out=notice == "timeout",
+                                                    after=_last_id(runtime))))
 
-    @router.get("/screen/borrow", response_class=HTMLResponse)
-    def borrow(request: Request) -> Response:
-        p = Prefs.of(request)
-        body = (f'<h1>{p.t("screen.borrow")}</h1><p class=lead>{p.t("screen.borrow_hint")}</p>'
-                f'<p class=note>{p.t("screen.coming")}</p>{back_link(p)}')
-        return p.keep(HTMLResponse(render_page(p, p.t("screen.borrow"), body)))
+    @router.get("/screen/end")
+    def end(why: str = "", then: str = "") -> Response:
+        """The reader is done: forget their language, contrast, text size and speech, so
+        the next person starts in the defaults (``then=session``: someone new has just
+        tapped their card)."""
+        target = "/?notice=timeout" if why == "timeout" else "/"
+        if then == "session":
+            target = "/screen/session"
+        response = RedirectResponse(target, status_code=303)
+        for name in PREF_COOKIES:
+            response.delete_cookie(name, samesite="strict")
+        return response
 
     @router.post("/screen/return")
     def start_return(request: Request, accessible: str = "") -> Response:
@@ -105,18 +131,37 @@ def _router(runtime: KioskRuntime) -> APIRouter:
 
     @router.get("/screen/return", response_class=HTMLResponse)
     def returning(request: Request) -> Response:
+        from .screens_reader import alarms_html, notices_html, rating_html, returned_html
+
         p = Prefs.of(request)
         state = runtime.state()
-        doors = sorted(int(n) for n, run in state["doors"].items() if run["purpose"] == "return")
-        if doors:
+        session = state["session"]
+        running = runtime.transaction(ended=False)
+        if session is not None and session["kind"] != "return":
+            return RedirectResponse("/screen/session", status_code=303)
+        doors = sorted(int(n) for n, run in state["doors"].items()
+                       if run["purpose"] in ("return", "reopen"))
+        title = p.t("screen.return")
+        if session is not None or doors:
             lines = "".join(f'<p class=door-open data-door="{n}">{p.t("screen.return_open", door=n)}'
-                            f"</p>" for n in doors)
-            body = (f'<h1>{p.t("screen.return")}</h1><div role=status>{lines}</div>'
+                            f"</p>" for n in doors if state["doors"][str(n)]["phase"] != "counting")
+            counting = "".join(f'<p class=lead>{p.t("screen.door_state_counting", door=n)}</p>'
+                               for n in doors if state["doors"][str(n)]["phase"] == "counting")
+            events = running["events"] if running is not None else []
+            body = (f'<h1>{title}</h1>{alarms_html(p, state)}<div role=status>{lines}</div>'
+                    f'{counting}{notices_html(p, events)}'
                     f'<p class=note>{p.t("screen.return_counting")}</p>{back_link(p)}')
-        else:
-            body = (f'<h1>{p.t("screen.return")}</h1><p class=lead role=status>'
-                    f'{p.t("return.done")}</p>{back_link(p)}')
-        return p.keep(HTMLResponse(render_page(p, p.t("screen.return"), body)))
+            return p.keep(HTMLResponse(render_page(p, title, body, live="return",
+                                                   after=_last_id(runtime), refresh=3)))
+        last = runtime.transaction(ended=True)
+        done = last if last is not None and last["kind"] == "return" else None
+        found = returned_html(p, done) if done is not None else ""
+        notices = notices_html(p, done["events"]) if done is not None else ""
+        rating = rating_html(p, done) if done is not None else ""
+        body = (f'<h1>{title}</h1><p class=lead role=status>{p.t("return.done")}</p>'
+                f'{found}{notices}{rating}{page_timeout_html(p)}{end_link(p)}')
+        return p.keep(HTMLResponse(render_page(p, title, body, live="done",
+                                               timeout=PAGE_TIMEOUT_S)))
 
     return router
 
@@ -131,7 +176,29 @@ def back_link(p: Prefs) -> str:
     return f'<p><a class="btn btn-secondary" href="/">{p.t("screen.back")}</a></p>'
 
 
-def _idlerender_page(p: Prefs, cabinet: Any, *, busy: bool) -> str:
+def end_link(p: Prefs) -> str:
+    """"Finish": back to the start, forgetting this reader's display choices."""
+    return (f'<p><a class="btn btn-secondary" id=end href="/screen/end">{p.t("screen.back")}'
+            f"</a></p>")
+
+
+def page_timeout_html(p: Prefs) -> str:
+    """The "need more time?" prompt of a page that goes back to the start by itself
+    (live.js shows it in the last ``PAGE_WARN_S`` seconds; its button starts again)."""
+    return (f'<section class="more-time" id=page-more-time role=alert hidden '
+            f'data-warn="{PAGE_WARN_S}"><h2>{p.t("screen.more_time_q")}</h2>'
+            f'<p>{message("screen.page_left", p.lang, {"seconds": PAGE_WARN_S})}</p>'
+            f'<button class="btn btn-primary" type=button id=page-more-time-btn>'
+            f'{p.t("screen.more_time")}</button></section>')
+
+
+def _last_id(runtime: KioskRuntime) -> int:
+    recent = list(runtime.iter_recent())
+    return int(recent[-1]["id"]) if recent else 0
+
+
+def _idlerender_page(p: Prefs, cabinet: Any, *, busy: bool, timed_out: bool = False,
+                     after: int = 0) -> str:
     hours = (p.t("screen.hours_24h") if cabinet.hours.strip().lower() in ALWAYS_OPEN
              else html.escape(cabinet.hours))
     place_lang = "en" if cabinet.language == "en" else "zh-CN"  # config text: the cabinet's
@@ -142,6 +209,10 @@ def _idlerender_page(p: Prefs, cabinet: Any, *, busy: bool) -> str:
         facts.append(("screen.help_line", html.escape(cabinet.help_line)))  # no tel: link on a kiosk
     dl = "".join(f"<div><dt>{p.t(k)}</dt><dd>{v}</dd></div>" for k, v in facts)
     notice = f'<p class=note role=status>{p.t("screen.busy")}</p>' if busy else ""
+    if timed_out and not busy:
+        notice = f'<p class=note role=status>{p.t("session.timeout")}</p>'
+    speech_to = "off" if p.speech == "on" else "on"
+    speech_label = "screen.speech_off" if p.speech == "on" else "screen.speech_on"
     other = "en" if p.lang == "zh" else "zh"
     other_html_lang = "en" if other == "en" else "zh-CN"
     text_to = "normal" if p.text == "large" else "large"
@@ -168,22 +239,41 @@ def _idlerender_page(p: Prefs, cabinet: Any, *, busy: bool) -> str:
 >{p.t("screen.other_language")}</a>
 <a class="btn btn-secondary" id=text href="/?text={text_to}">{p.t(text_label)}</a>
 <a class="btn btn-secondary" id=contrast href="/?contrast={contrast_to}">{p.t(contrast_label)}</a>
+<a class="btn btn-secondary" id=speech href="/?speech={speech_to}">{p.t(speech_label)}</a>
+<a class="btn btn-secondary" id=browse href="/screen/doors">{p.t("screen.doors_browse")}</a>
 </nav>"""
-    return render_page(p, p.t("screen.title"), body)
+    return render_page(p, p.t("screen.title"), body, live="idle", after=after)
 
 
-def render_page(p: Prefs, title: str, body: str) -> str:
+def render_page(p: Prefs, title: str, body: str, *, live: str = "", after: int = 0,
+                refresh: int = 0, timeout: int = 0) -> str:
+    """One touchscreen page. ``live``: follow the event stream (live.js) from event
+    ``after``; ``refresh``: without JavaScript, reload every so many seconds; ``timeout``:
+    go back to the start (forgetting the reader's choices) after so many seconds, with a
+    "need more time?" prompt first."""
     html_lang = "en" if p.lang == "en" else "zh-CN"
     classes = f"contrast-{p.contrast} text-{p.text}"
+    head = ""
+    attrs = ""
+    if refresh:
+        head += f"<noscript><meta http-equiv=refresh content={refresh}></noscript>\n"
+    if timeout:
+        head += (f'<noscript><meta http-equiv=refresh content="{timeout + PAGE_WARN_S};'
+                 f'url=/screen/end"></noscript>\n')
+        attrs += f' data-timeout="{timeout}"'
+    if live or timeout:
+        head += "<script src=\"/static/live.js\" defer></script>\n"
+        attrs += f' data-live="{html.escape(live)}" data-after="{after}" data-lang="{p.lang}"'
+        attrs += f' data-speech="{p.speech}"'
     return f"""<!doctype html>
 <html lang="{html_lang}" class="{classes}">
 <head><meta charset=utf-8>
 <meta name=viewport content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <link rel=stylesheet href="/static/screen.css">
-</head>
+{head}</head>
 <body>
-<main id=main>
+<main id=main{attrs}>
 {body}
 </main>
 </body>
