@@ -47,7 +47,7 @@ from .security import (
     verify_password,
 )
 
-__all__ = ["router"]
+__all__ = ["router", "staff_login"]
 
 _log = logging.getLogger(__name__)
 
@@ -166,14 +166,21 @@ def login(body: LoginBody, request: Request) -> JSONResponse:
     Unknown user and wrong password answer alike, in about the same time, so the answer
     does not tell which usernames exist.
     """
+    return JSONResponse(staff_login(request, body.username, body.password),
+                        headers={"Cache-Control": "no-store"})
+
+
+def staff_login(request: Request, username: str, password: str) -> dict[str, Any]:
+    """Check a username and password and issue a token (audited): ``{token, role,
+    expires_at}``; ApiError 401 otherwise. Shared by the API and the console's login form."""
     engine = request_engine(request)
     with engine.connect() as conn:
-        row = conn.execute(select(staff).where(staff.c.username == body.username)).first()
+        row = conn.execute(select(staff).where(staff.c.username == username)).first()
     if row is None:
-        burn_password_check(body.password)
+        burn_password_check(password)
         _log.warning("failed login: unknown username")
         raise ApiError(401, "invalid_credentials", _BAD_LOGIN)
-    if not verify_password(body.password, row.password_hash):
+    if not verify_password(password, row.password_hash):
         _log.warning("failed login for staff %r: wrong password", row.username)
         raise ApiError(401, "invalid_credentials", _BAD_LOGIN)
     if row.disabled:
@@ -183,9 +190,7 @@ def login(body: LoginBody, request: Request) -> JSONResponse:
     with write_tx(engine) as conn:
         token = issue_token(conn, row.id, now, ttl_s)
         record_audit(conn, at=now, actor=row.username, action="auth.login", target=row.username)
-    return JSONResponse({"token": token, "role": row.role,
-                         "expires_at": _iso(now + timedelta(seconds=ttl_s))},
-                        headers={"Cache-Control": "no-store"})
+    return {"token": token, "role": row.role, "expires_at": _iso(now + timedelta(seconds=ttl_s))}
 
 
 @router.post("/api/auth/logout", status_code=204)

@@ -14,14 +14,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from . import engine
 from .db import write_tx
 from .schema import exceptions
 from .security import ApiError, Staff, request_engine, request_now, require
 
-__all__ = ["router"]
+__all__ = ["exception_rows", "router"]
 
 router = APIRouter()
 
@@ -51,12 +51,16 @@ def list_exceptions(request: Request,
                     status: Literal["open", "resolved", "all"] = "open",
                     limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
     """The queue, oldest first (the one waiting longest is handled first)."""
+    with request_engine(request).connect() as conn:
+        return {"exceptions": exception_rows(conn, status, limit)}
+
+
+def exception_rows(conn: Connection, status: str = "open", limit: int = 200) -> list[dict[str, Any]]:
+    """The queue as the API shows it, oldest first; ``status`` open, resolved or all."""
     stmt = select(exceptions).order_by(exceptions.c.id).limit(limit)
     if status != "all":
         stmt = stmt.where(exceptions.c.status == status)
-    with request_engine(request).connect() as conn:
-        rows = conn.execute(stmt).all()
-    return {"exceptions": [_json(row) for row in rows]}
+    return [_json(row) for row in conn.execute(stmt).all()]
 
 
 @router.post("/api/exceptions/{exception_id}/resolve")

@@ -19,7 +19,7 @@ from .db import write_tx
 from .schema import branches, cabinets, items, transits
 from .security import ApiError, Staff, request_engine, request_now, require
 
-__all__ = ["router"]
+__all__ = ["restock_view", "router", "transit_rows"]
 
 router = APIRouter()
 
@@ -49,10 +49,16 @@ def restock_list(request: Request,
     with request_engine(request).connect() as conn:
         _must_exist(conn, branches, branch_id, "branch")
         _must_exist(conn, cabinets, cabinet_id, "cabinet")
-        tasks = restock.open_tasks(conn, cabinet_id=cabinet_id, branch_id=branch_id)
-        titles = _titles(conn, sorted({t["item_id"] for t in tasks}))
-        names = {r.id: r.name for r in conn.execute(select(cabinets.c.id, cabinets.c.name).where(
-            cabinets.c.id.in_(sorted({t["cabinet_id"] for t in tasks}))))}
+        return restock_view(conn, branch_id=branch_id, cabinet_id=cabinet_id)
+
+
+def restock_view(conn: Connection, *, branch_id: str | None = None,
+                 cabinet_id: str | None = None) -> dict[str, Any]:
+    """``{"tasks": [...], "cabinets": [...]}`` as GET /api/restock answers (filters unchecked)."""
+    tasks = restock.open_tasks(conn, cabinet_id=cabinet_id, branch_id=branch_id)
+    titles = _titles(conn, sorted({t["item_id"] for t in tasks}))
+    names = {r.id: r.name for r in conn.execute(select(cabinets.c.id, cabinets.c.name).where(
+        cabinets.c.id.in_(sorted({t["cabinet_id"] for t in tasks}))))}
     summary: dict[str, dict[str, Any]] = {}
     for task in tasks:
         task["title"] = titles.get(task["item_id"])
@@ -72,6 +78,14 @@ def list_transits(request: Request,
                   to_branch_id: _Id = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
     """Transits, oldest first; ``status=open`` (default) is waiting_pickup + in_transit."""
+    with request_engine(request).connect() as conn:
+        _must_exist(conn, branches, to_branch_id, "branch")
+        return {"transits": transit_rows(conn, status, to_branch_id, limit)}
+
+
+def transit_rows(conn: Connection, status: str = "open", to_branch_id: str | None = None,
+                 limit: int = 200) -> list[dict[str, Any]]:
+    """Transits as GET /api/transits lists them, oldest first."""
     stmt = (select(transits, items.c.title).outerjoin(items, items.c.id == transits.c.item_id)
             .order_by(transits.c.id).limit(limit))
     if status == "open":
@@ -80,10 +94,7 @@ def list_transits(request: Request,
         stmt = stmt.where(transits.c.status == status)
     if to_branch_id is not None:
         stmt = stmt.where(transits.c.to_branch_id == to_branch_id)
-    with request_engine(request).connect() as conn:
-        _must_exist(conn, branches, to_branch_id, "branch")
-        rows = conn.execute(stmt).all()
-    return {"transits": [routing.transit_json(row) for row in rows]}
+    return [routing.transit_json(row) for row in conn.execute(stmt).all()]
 
 
 @router.post("/api/transits/{transit_id}/receive")
