@@ -17,7 +17,8 @@ import httpx
 
 from .child import ReadyChild
 
-__all__ = ["KioskClient", "KioskProcess", "kiosk_config", "to_toml", "write_kiosk_config"]
+__all__ = ["KioskClient", "KioskProcess", "add_technician_password_hash", "kiosk_config", "to_toml",
+           "write_kiosk_config"]
 
 DEFAULT_POLICY: dict[str, Any] = {
     "loan_days": 30, "max_loans": 10, "offline_allowance": 2, "offline_exposure_cap": 20,
@@ -29,12 +30,15 @@ def kiosk_config(sim: Any, *, data_dir: Path, server_url: str | None = None,
                  trusted_keys: Mapping[str, str] | None = None,
                  policy: Mapping[str, Any] | None = None, api_port: int = 0,
                  network: list[str] | None = None, accessible: set[int] | None = None,
-                 sync_interval_s: float = 1.0, timeout_s: float = 1.0) -> dict[str, Any]:
+                 sync_interval_s: float = 1.0, timeout_s: float = 1.0,
+                 technician_password_hash: str | None = None) -> dict[str, Any]:
     """The kiosk config (a dict for :func:`to_toml`) of the running simulator ``sim``.
 
     The simulator's own libraries (its items' owners) form the network unless ``network``
     says otherwise; ``accessible``: door numbers reachable from a wheelchair (default: the
-    lower half of the doors)."""
+    lower half of the doors); ``technician_password_hash`` (from
+    ``kiosk.tech_auth.hash_password``): the ``[technician]`` section that lets a technician
+    log in to the kiosk's ``/tech`` pages (none: no technician login)."""
     hw = sim.hardware_config()
     from collections import Counter
 
@@ -70,6 +74,8 @@ def kiosk_config(sim: Any, *, data_dir: Path, server_url: str | None = None,
     for key in ("card_reader", "camera"):
         if key in hw:
             doc[key] = hw[key]
+    if technician_password_hash is not None:
+        doc["technician"] = {"password_hash": technician_password_hash}
     return doc
 
 
@@ -102,6 +108,20 @@ def to_toml(doc: Mapping[str, Any]) -> str:
 
 def write_kiosk_config(path: Path, sim: Any, **kwargs: Any) -> Path:
     path.write_text(to_toml(kiosk_config(sim, **kwargs)), encoding="utf-8")
+    return path
+
+
+def add_technician_password_hash(path: Path, password_hash: str) -> Path:
+    """Add the ``[technician]`` section to a kiosk config written earlier (by a story that
+    did not know the technician's password): the same section ``technician_password_hash``
+    of :func:`write_kiosk_config` writes. ValueError if the file has one already."""
+    import tomllib
+
+    text = path.read_text(encoding="utf-8")
+    if "technician" in tomllib.loads(text):
+        raise ValueError(f"{path} has a [technician] section already")
+    section = to_toml({"technician": {"password_hash": password_hash}})
+    path.write_text(text.rstrip("\n") + "\n\n" + section, encoding="utf-8")
     return path
 
 
