@@ -204,3 +204,29 @@ def test_the_bundle_downloads_without_secrets(page: Any, tech_cabinet: TechCabin
     assert summary["verdict"]["checked"] == ["devices", "self-test"]
     assert not [f for f in summary["verdict"]["faults"] if "door" in f or "antenna" in f]
     assert summary["counters"]["board 1"]["counters"]["frames_ok"] > 0
+
+
+def test_the_self_test_with_unlocks_names_a_jammed_lock(page: Any,
+                                                        tech_cabinet: TechCabinet) -> None:
+    """The deeper self-test pulses every lock: a jammed bolt (it cannot be seen without a
+    pulse) is named by its door, and the doors that did open are the technician's to close."""
+    cab = tech_cabinet
+    wait_idle(cab)
+    doors = sorted(cab.sim.model.doors)
+    jammed = doors[-1]
+    login(page, cab, "/tech/selftest")
+    cab.sim.jam_lock(jammed)
+    try:
+        page.click("#run-selftest-unlock")
+        page.wait_for_selector("#verdict", timeout=60_000)
+        assert page.get_attribute("#verdict", "data-passed") == "0"
+        faulty = page.locator(f'#selftest-findings li.fault[data-subject="door {jammed}"]')
+        assert faulty.count() == 1
+        assert "jammed" in faulty.inner_text()
+        assert not cab.sim.model.door(jammed).sensed_open  # the jammed door stayed shut
+    finally:
+        cab.sim.jam_lock(jammed, False)
+        for door in doors:
+            if cab.sim.model.door(door).sensed_open:
+                cab.sim.close_door(door)
+        wait_idle(cab)
