@@ -346,7 +346,8 @@ class NetworkStory:
             self._ok(api.post("/api/cabinets", json={
                 "id": cab.id, "branch_id": cab.branch, "name": f"cabinet {cab.name}",
                 "location": "深圳北站" if cab.name == "A" else "宝安机场",
-                "public_key": self._cabinet_public[cab.id]}))
+                "public_key": self._cabinet_public[cab.id],
+                "offline_exposure_cap": POLICY["offline_exposure_cap"]}))
             for item in cab.sim.items.values():
                 own = item.owner_library == LIBRARY
                 records.append({"item_id": item.item_id, "title": item.title or "",

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -117,6 +117,9 @@ class CabinetBody(_Body):
     name: OptionalText = ""
     location: OptionalText = ""
     public_key: PublicKey
+    #: the most unsynced offline loans the cabinet allows (its kiosk's ``[policy]
+    #: offline_exposure_cap``): what the fleet's worst-case exposure adds up
+    offline_exposure_cap: int = Field(20, ge=0, le=100_000, strict=True)
 
 
 class BranchBody(_Body):
@@ -151,7 +154,8 @@ def _cabinet_json(row: Row[Any]) -> dict[str, Any]:
     return {"id": row.id, "branch_id": row.branch_id, "name": row.name, "location": row.location,
             "public_key": row.public_key, "registered_at": _iso(row.registered_at),
             "active": bool(row.active), "applied_through": int(row.applied_through),
-            "last_sync_at": _iso(row.last_sync_at), "clock_offset_s": row.clock_offset_s}
+            "last_sync_at": _iso(row.last_sync_at), "clock_offset_s": row.clock_offset_s,
+            "offline_exposure_cap": int(row.offline_exposure_cap)}
 
 
 # ----------------------------------------------------------------------------- auth
@@ -266,11 +270,12 @@ def register_cabinet(body: CabinetBody, request: Request,
             conn.execute(insert(cabinets).values(
                 id=body.id, branch_id=body.branch_id, name=body.name, location=body.location,
                 public_key=body.public_key, registered_at=now, active=True, applied_through=0,
-                deny_version_sent=0))
+                deny_version_sent=0, offline_exposure_cap=body.offline_exposure_cap))
             record_audit(conn, at=now, actor=member.username, action="cabinet.register",
                          target=body.id, detail={"branch_id": body.branch_id, "name": body.name,
                                                  "location": body.location,
-                                                 "public_key": body.public_key})
+                                                 "public_key": body.public_key,
+                                                 "offline_exposure_cap": body.offline_exposure_cap})
             row = conn.execute(select(cabinets).where(cabinets.c.id == body.id)).one()
     except IntegrityError:
         raise _conflict("cabinet_exists", f"cabinet {body.id!r} is already registered") from None

@@ -53,6 +53,13 @@ def staff(browser: Any, network: NetworkStory) -> Iterator[tuple[Any, str]]:
         ctx.close()
 
 
+@pytest.fixture(scope="module")
+def double_loan(network: NetworkStory) -> int:
+    """The id of the exception; once per test process, for whichever test needs it first
+    (tests of this file may run in different workers)."""
+    return _double_loan(network)
+
+
 def _double_loan(network: NetworkStory) -> int:
     """Real signed sync traffic from a third cabinet: one book lent twice without a return
     between (two readers cannot hold one book) — the engine queues a ``double_loan``."""
@@ -89,10 +96,10 @@ def test_fleet_overview_shows_both_cabinets_online(staff: tuple[Any, str],
     assert page.locator("#exposure").inner_text().startswith("全网脱机借阅风险上限")
 
 
-def test_an_exception_is_resolved_in_the_browser(staff: tuple[Any, str],
-                                                 network: NetworkStory) -> None:
+def test_an_exception_is_resolved_in_the_browser(staff: tuple[Any, str], network: NetworkStory,
+                                                 double_loan: int) -> None:
     page, base = staff
-    exception_id = _double_loan(network)
+    exception_id = double_loan
     page.goto(f"{base}/console/exceptions")
     card = page.locator(f"#exception-{exception_id}")
     assert message("kind.double_loan", "zh") in card.locator("h2").inner_text()
@@ -130,7 +137,8 @@ def test_a_remote_reinventory_is_queued_and_done(staff: tuple[Any, str],
     assert "command.result" in page.locator("section[aria-labelledby=h-audit]").inner_text()
 
 
-def test_a_report_is_exported_and_the_annual_report_prints(staff: tuple[Any, str]) -> None:
+def test_a_report_is_exported_and_the_annual_report_prints(staff: tuple[Any, str],
+                                                           double_loan: int) -> None:
     page, base = staff
     page.goto(f"{base}/console/stats")
     assert page.locator("svg.chart").count() >= 6
@@ -141,7 +149,7 @@ def test_a_report_is_exported_and_the_annual_report_prints(staff: tuple[Any, str
     rows = list(csv.reader(io.StringIO(open(download.path(), encoding="utf-8").read())))
     assert tuple(rows[0]) == COLUMNS["hourly"]
     loans = {r[0]: int(r[4]) for r in rows[1:]}
-    assert loans.get(E2E_CABINET, 0) >= 2, rows  # the two loans pushed above
+    assert loans.get(E2E_CABINET, 0) >= 2, rows  # the two loans of the double_loan fixture
     page.click("#annual")
     page.wait_for_url("**/console/report/annual?year=*")
     year = datetime.now(UTC).year

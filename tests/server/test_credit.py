@@ -422,6 +422,27 @@ def test_exposure_over_http(api: Api) -> None:
     assert [t["per_reader_bound"] for t in got.json()["per_reader"]] == [3, 6, 12]
 
 
+def test_a_cabinet_registered_with_its_kiosks_cap_counts_that_cap_in_the_fleet_bound(
+        api: Api) -> None:
+    """The console shows each cabinet's own cap next to the fleet's worst case: registering
+    the cabinet with its kiosk's ``offline_exposure_cap`` keeps the two figures in agreement."""
+    staff = bearer(api.staff["operator"])
+    for cab, body_cap in (("cab-small", {"offline_exposure_cap": 5}), ("cab-default", {})):
+        _, public = grants_mod.generate_keypair()
+        made = api.client.post("/api/cabinets", headers=staff, json={
+            "id": cab, "branch_id": BRANCH, "public_key": public, **body_cap})
+        assert made.status_code == 201, made.text
+    caps = {c["id"]: c["offline_exposure_cap"]
+            for c in api.client.get("/api/cabinets", headers=staff).json()["cabinets"]}
+    assert caps == {"cab-small": 5, "cab-default": 20}
+    got = api.client.get("/api/credit/exposure", headers=staff).json()
+    assert got["fleet_bound"] == 25
+    _, public = grants_mod.generate_keypair()
+    refused = api.client.post("/api/cabinets", headers=staff, json={
+        "id": "cab-bad", "branch_id": BRANCH, "public_key": public, "offline_exposure_cap": -1})
+    assert refused.status_code == 422
+
+
 def test_an_expired_reader_token_is_refused(api: Api) -> None:
     token = api.client.post("/api/readers/register", json={
         "display_name": "王五", "id_number": id_number(22)}).json()["token"]
