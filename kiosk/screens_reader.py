@@ -17,8 +17,6 @@ import zlib
 from typing import Any
 from urllib.parse import parse_qs
 
-import qrcode  # type: ignore[import-untyped]
-import qrcode.image.svg  # type: ignore[import-untyped]
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -430,6 +428,10 @@ def receipt_text(tx: dict[str, Any], lang: str) -> str:
 
 
 def _qr_svg(text: str) -> str:
+    # imported here: qrcode pulls in Pillow (~5 MB), needed only once a receipt is shown
+    import qrcode  # type: ignore[import-untyped]
+    import qrcode.image.svg  # type: ignore[import-untyped]
+
     img = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=10,
                       border=4)
     svg: str = img.to_string(encoding="unicode")
