@@ -489,7 +489,11 @@ class NetworkStory:
         self._ils("/faults", {"drop_after": 1, "codes": ["11"], "refuse_login": True})
         books = self._borrow(a, ca, qr, door=1, n=3)
         self.say(f"   周九 borrows {', '.join(books)} at cabinet A")
-        self._wait("an answer lost", lambda: self._outbox()["counts"].get("sent"), 20)
+        # both sides of the lost answer: the ILS applied a checkout (its journal says so) and
+        # the outbox has it as sent, unanswered. Killing the ILS on "sent" alone could land
+        # before the request reached it, which is another story (nothing applied).
+        self._wait("an answer lost", lambda: self._outbox()["counts"].get("sent") and any(
+            e["op"] == "checkout" and e["item_id"] in books for e in self._ils("/journal")), 20)
         self.ils.kill()
         self.say(f"   the ILS applied the first checkout, its answer was lost, the ILS hung and "
                  f"was killed (SIGKILL); the outbox holds {self._outbox()['counts']}")
