@@ -336,12 +336,25 @@ class ReaderServices:
         open_holds = {int(n) for n, run in state["doors"].items() if run["purpose"] == "hold"}
         taken = {loan.item_id for loan in self.ledger_loans(reader_id)}
         out = []
+        listed = set()
         for hold in ledger.holds_for(reader_id):
             info = ledger.item(hold.item_id)
             door = where.get(hold.item_id)
+            listed.add(hold.item_id)
             out.append(Waiting(hold.item_id, info.title if info else "",
                                info.author if info else "", door, hold.expires_at,
                                open=door in open_holds, taken=hold.item_id in taken))
+        # A hold picked up in this session is fulfilled: the next sync may already have
+        # dropped it from the ledger, but the reader still expects to read "taken" for it.
+        machine = self.runtime.machine
+        session = machine.session if machine is not None else None
+        patron = session.patron if session is not None else None
+        if patron is not None and patron.reader_id == reader_id:
+            for item_id in sorted((patron.holds & taken) - listed):
+                info = ledger.item(item_id)
+                out.append(Waiting(item_id, info.title if info else "",
+                                   info.author if info else "", None,
+                                   datetime.now(UTC), taken=True))
         return out
 
 

@@ -7,6 +7,7 @@ and close the door it is on loan to them — at the cabinet and at the server.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from lendbox.network_story import NetworkStory
@@ -60,6 +61,10 @@ def test_a_hold_is_picked_up_at_its_door(page: Any, network: NetworkStory, cab: 
         c.wait(lambda s: not s["doors"], 20, "door 1 counted")
     finally:
         c.close()
+    # The loan fulfils the hold, and the sync after it drops the hold from the cabinet.
+    # Wait for that, so the page is checked in the state the reader most often meets:
+    # the book is still listed, as taken.
+    wait("the fulfilled hold dropped at the cabinet", lambda: not cabinet_holds(cab, book))
     page.goto(f"{url}/screen/holds?lang=zh")
     assert page.locator(f'li.hold[data-item="{book}"]').inner_text() == t(
         "services.hold_taken", "zh", title=title)
@@ -70,3 +75,14 @@ def test_a_hold_is_picked_up_at_its_door(page: Any, network: NetworkStory, cab: 
     assert (item["status"], item.get("borrower_id", reader.id)) == ("loaned", reader.id)
     holds = reader.phone.get("/api/readers/me/holds").json()["holds"]
     assert [h["status"] for h in holds if h["item_id"] == book] != ["ready"]
+
+
+def cabinet_holds(cab: Any, item_id: str) -> list[str]:
+    """The holds on ``item_id`` in the cabinet's own ledger (a read-only connection)."""
+    path = cab.config.parent / "kiosk-C" / "ledger.db"
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    try:
+        return [r[0] for r in conn.execute("SELECT item_id FROM holds WHERE item_id = ?",
+                                           (item_id,))]
+    finally:
+        conn.close()
