@@ -50,6 +50,7 @@ __all__ = [
     "ACTIONS",
     "ENGINE_ACTOR",
     "HoldLookup",
+    "ITEM_ROW",
     "ItemState",
     "ResolutionRefused",
     "apply_event",
@@ -173,7 +174,9 @@ _HISTORY = select(events).where(
     events.c.item_id == bindparam("item_id"), events.c.kind.in_(_ITEM_KINDS),
     or_(and_(events.c.cabinet_id == bindparam("cabinet_id"), events.c.seq <= bindparam("seq")),
         and_(events.c.cabinet_id != bindparam("cabinet_id"), events.c.applied.is_(True))))
-_ITEM_ROW = select(items).where(items.c.id == bindparam("item_id"))
+#: One item's row by ``item_id`` (shared by the sync path's hooks).
+ITEM_ROW = select(items).where(items.c.id == bindparam("item_id"))
+_INSERT_ITEM = insert(items)
 _WRITE_ITEM = update(items).where(items.c.id == bindparam("item_key")).values(
     status=bindparam("status"), location_cabinet_id=bindparam("location_cabinet_id"),
     borrower_id=bindparam("borrower_id"), due=bindparam("due"), version=bindparam("version"),
@@ -360,8 +363,8 @@ def _write_state(conn: Connection, item_id: str, state: ItemState, versions: Ite
     if row is not None:
         conn.execute(_WRITE_ITEM, {"item_key": item_id, "last_loan_at": last_loan, **values})
         return
-    conn.execute(insert(items).values(id=item_id, owner_library=owner[:32],
-                                      last_loan_at=last_loan, **values))
+    conn.execute(_INSERT_ITEM, {"id": item_id, "owner_library": owner[:32],
+                                "last_loan_at": last_loan, **values})
 
 
 def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: datetime,
@@ -381,7 +384,7 @@ def apply_event(conn: Connection, cabinet_id: str, event: CabinetEvent, now: dat
     position = next((i for i, r in enumerate(history) if r.uuid == me), None)
     if position is None:  # not stored (a caller outside ingest): it is simply the newest
         position = len(history)
-    row = conn.execute(_ITEM_ROW, {"item_id": item_id}).first()
+    row = conn.execute(ITEM_ROW, {"item_id": item_id}).first()
 
     if position >= len(history) - 1:
         # The usual case: the event is the newest of the item — one step from the row.

@@ -165,21 +165,56 @@ def enqueue(conn: Connection, *, kind: str, source: str, item_id: str, reader_id
     return True
 
 
+def event_row(cabinet_id: str, event: CabinetEvent, now: datetime) -> dict[str, Any] | None:
+    """The outbox row a cabinet's loan (→ checkout) or return (→ checkin) becomes; None for
+    other events and events without an item (not the ILS's business)."""
+    item_id = event.payload.get("item_id")
+    if event.kind not in ("loan", "return") or not isinstance(item_id, str) or not item_id:
+        return None
+    reader = event.payload.get("reader_id")
+    due = event.payload.get("due")
+    return {"kind": "checkout" if event.kind == "loan" else "checkin",
+            "source": str(event.uuid), "item_id": item_id,
+            "reader_id": reader if isinstance(reader, str) else None,
+            "cabinet_id": cabinet_id, "transaction_at": event.at.astimezone(UTC),
+            "due": due[:10] if isinstance(due, str) and event.kind == "loan" else None,
+            "previous_due": None, "offline": event.offline, "status": "pending",
+            "attempts": 0, "created_at": now, "updated_at": now}
+
+
 def enqueue_event(conn: Connection, cabinet_id: str, event: CabinetEvent,
                   now: datetime) -> bool:
     """A cabinet's loan (→ checkout) or return (→ checkin) into the outbox; other events and
     events without an item are not the ILS's business (False)."""
-    item_id = event.payload.get("item_id")
-    if event.kind not in ("loan", "return") or not isinstance(item_id, str) or not item_id:
-        return False
-    reader = event.payload.get("reader_id")
-    due = event.payload.get("due")
-    return enqueue(conn, kind="checkout" if event.kind == "loan" else "checkin",
-                   source=str(event.uuid), item_id=item_id,
-                   reader_id=reader if isinstance(reader, str) else None,
-                   cabinet_id=cabinet_id, transaction_at=event.at,
-                   due=due[:10] if isinstance(due, str) and event.kind == "loan" else None,
-                   offline=event.offline, now=now)
+    row = event_row(cabinet_id, event, now)
+    return row is not None and enqueue_rows(conn, [row]) == 1
+
+
+# Built once: building an insert per row costs more Python time than the database takes.
+_INSERT_ROW = insert(ils_outbox)
+
+
+def enqueue_rows(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Queue many :func:`event_row` rows in one statement, in their order (the forwarder
+    sends an item's rows by id); a ``(kind, source)`` already queued, in the table or
+    earlier in ``rows``, is skipped. How many were queued."""
+    if not rows:
+        return 0
+    sources = sorted({r["source"] for r in rows})
+    queued: set[tuple[str, str]] = set()
+    for i in range(0, len(sources), 500):
+        queued.update((k, s) for k, s in conn.execute(
+            select(ils_outbox.c.kind, ils_outbox.c.source)
+            .where(ils_outbox.c.source.in_(sources[i:i + 500]))).all())
+    fresh = []
+    for row in rows:
+        key = (row["kind"], row["source"])
+        if key not in queued:
+            queued.add(key)
+            fresh.append(row)
+    if fresh:
+        conn.execute(_INSERT_ROW, fresh)
+    return len(fresh)
 
 
 def due_entries(conn: Connection, limit: int = 100) -> list[Entry]:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from syncproto.messages import CabinetEvent
 
@@ -158,6 +158,11 @@ def _cancel_open(conn: Connection, item_id: str, now: datetime, *,
         restock.cancel_tasks(conn, ref=f"transit:{row.id}", now=now)
 
 
+# Built once: a return is on the sync path, where building a statement costs more than
+# running it.
+_TRANSIT_OF_RETURN = select(transits.c.id).where(transits.c.return_uuid == bindparam("uuid"))
+
+
 def _set_item(conn: Connection, versions: ItemVersions, item_id: str, **values: Any) -> bool:
     """Update the item row with a new version (cabinets get item deltas by version)."""
     done = conn.execute(update(items).where(items.c.id == item_id).values(
@@ -194,7 +199,7 @@ def _on_return(conn: Connection, cabinet_id: str, event: CabinetEvent, now: date
     item_id = _str(event.payload, "item_id")
     if item_id is None:
         return
-    item = conn.execute(select(items).where(items.c.id == item_id)).first()
+    item = conn.execute(engine.ITEM_ROW, {"item_id": item_id}).first()
     if item is None or item.status != "in_cabinet" or item.location_cabinet_id != cabinet_id:
         return  # re-derivation put the return before later events: the book is not here
     cache = batchcache.current(conn)
@@ -219,7 +224,7 @@ def _on_return(conn: Connection, cabinet_id: str, event: CabinetEvent, now: date
     _cancel_open(conn, item_id, now, keep_uuid=uuid)
     if route.action == "stay" or holds.holder_of(conn, item_id) is not None:
         return
-    if conn.execute(select(transits.c.id).where(transits.c.return_uuid == uuid)).first():
+    if conn.execute(_TRANSIT_OF_RETURN, {"uuid": uuid}).first():
         return
     if cache is not None:
         cache.transit_opened(item_id)

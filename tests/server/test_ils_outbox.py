@@ -144,6 +144,37 @@ def test_enqueueing_is_idempotent(engine: Engine) -> None:
             ils_outbox.enqueue(conn, **{**args, "kind": "steal"})
 
 
+def test_a_batch_of_events_queues_each_result_once_in_event_order(engine: Engine) -> None:
+    """What ingest does with a sync batch: its loans and returns become checkouts and
+    checkins in event order; an event queued by an earlier batch (a re-sent batch) or twice in
+    this one is not queued again; events that are not circulation queue nothing."""
+    from syncproto.messages import CabinetEvent
+
+    def event(seq: int, kind: str, **payload: Any) -> CabinetEvent:
+        return CabinetEvent(cabinet_id="C1", seq=seq, uuid=uuid.uuid5(uuid.NAMESPACE_URL,
+                            f"ev-{seq}"), kind=kind, at=T0 + timedelta(minutes=seq), mono=seq,
+                            boot_id="b", offline=seq == 1, payload=payload)
+
+    loan = event(1, "loan", item_id="I1", reader_id="R1", due="2030-04-01T23:59:59+08:00")
+    back = event(2, "return", item_id="I1", reader_id="R1")
+    alarm = event(3, "alarm", door=1)
+    again = event(4, "loan", item_id="I2", reader_id="R2", due="2030-04-02")
+    with write_tx(engine) as conn:
+        assert ils_outbox.enqueue_event(conn, "C1", again, T0) is True  # an earlier batch
+    with write_tx(engine) as conn:
+        rows = [r for e in (loan, back, alarm, again, loan)
+                if (r := ils_outbox.event_row("C1", e, T0)) is not None]
+        assert ils_outbox.enqueue_rows(conn, rows) == 2
+    with engine.connect() as conn:
+        got = conn.execute(select(outbox_table.c.kind, outbox_table.c.item_id,
+                                  outbox_table.c.due, outbox_table.c.offline,
+                                  outbox_table.c.source).order_by(outbox_table.c.id)).all()
+    assert [tuple(r[:4]) for r in got] == [("checkout", "I2", "2030-04-02", False),
+                                           ("checkout", "I1", "2030-04-01", True),
+                                           ("checkin", "I1", None, False)]
+    assert [r.source for r in got][1:] == [str(loan.uuid), str(back.uuid)]
+
+
 # ----------------------------------------------------------------------------- faults
 
 
