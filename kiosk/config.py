@@ -74,6 +74,9 @@ class ServerConfig:
     url: str
     timeout_s: float = 2.0
     sync_interval_s: float = 5.0
+    #: how long a reader's identification waits for the server before the cabinet decides
+    #: offline (the door should open in under a second; a slow link may need longer)
+    resolve_timeout_s: float = 0.8
     trusted_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -418,7 +421,7 @@ _TOP_LEVEL = ("cabinet", "server", "api", "policy", "doors", "buses", "boards", 
               "card_reader", "camera", "technician")
 _CABINET_KEYS = ("id", "branch", "location", "language", "data_dir", "own_library",
                  "network_libraries", "hours", "help_line")
-_SERVER_KEYS = ("url", "timeout_s", "sync_interval_s", "trusted_keys")
+_SERVER_KEYS = ("url", "timeout_s", "sync_interval_s", "resolve_timeout_s", "trusted_keys")
 _API_KEYS = ("host", "port")
 _TECHNICIAN_KEYS = ("password_hash",)
 # name → (default, smallest allowed): counts and days are integers
@@ -647,11 +650,12 @@ class _Checker:
             url = None
         timeout = self.seconds(table, "timeout_s", at, where, default=2.0)
         interval = self.seconds(table, "sync_interval_s", at, where, default=5.0)
+        resolve = self.seconds(table, "resolve_timeout_s", at, where, default=0.8)
         keys = self._trusted_keys(table, at, where)
-        if url is None or timeout is None or interval is None or keys is None:
+        if url is None or timeout is None or interval is None or resolve is None or keys is None:
             return False, None
         return True, ServerConfig(url=url, timeout_s=timeout, sync_interval_s=interval,
-                                  trusted_keys=MappingProxyType(keys))
+                                  resolve_timeout_s=resolve, trusted_keys=MappingProxyType(keys))
 
     def _trusted_keys(self, table: Mapping[str, Any], at: Key,
                       where: str) -> dict[str, str] | None:

@@ -177,6 +177,7 @@ class KioskRuntime:
             self.agent = SyncAgent(self.ledger, cabinet_id=cfg.cabinet.id,
                                    server_url=cfg.server.url, private_key=self.private_key_b64,
                                    timeout_s=cfg.server.timeout_s,
+                                   resolve_timeout_s=cfg.server.resolve_timeout_s,
                                    interval_s=cfg.server.sync_interval_s, clock=self.clock)
         self.resolver = CredentialResolver(
             ledger=self.ledger, cabinet_id=cfg.cabinet.id,

@@ -31,6 +31,7 @@ def kiosk_config(sim: Any, *, data_dir: Path, server_url: str | None = None,
                  policy: Mapping[str, Any] | None = None, api_port: int = 0,
                  network: list[str] | None = None, accessible: set[int] | None = None,
                  sync_interval_s: float = 1.0, timeout_s: float = 1.0,
+                 resolve_timeout_s: float | None = None,
                  technician_password_hash: str | None = None) -> dict[str, Any]:
     """The kiosk config (a dict for :func:`to_toml`) of the running simulator ``sim``.
 
@@ -59,6 +60,8 @@ def kiosk_config(sim: Any, *, data_dir: Path, server_url: str | None = None,
         doc["server"] = {"url": server_url, "timeout_s": timeout_s,
                          "sync_interval_s": sync_interval_s,
                          "trusted_keys": dict(trusted_keys or {})}
+        if resolve_timeout_s is not None:
+            doc["server"]["resolve_timeout_s"] = resolve_timeout_s
     doc["api"] = {"host": "127.0.0.1", "port": api_port}
     doc["policy"] = {**DEFAULT_POLICY, **(policy or {})}
     for key in ("buses", "boards", "readers"):

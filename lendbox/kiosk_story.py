@@ -257,7 +257,8 @@ class KioskStory:
 
             self.say("\n== 4f. The network returns: the outbox reaches the central server")
             srv.resume()
-            deadline = time.monotonic() + 20
+            # the agent may be in its backoff (capped at 60 s) when the network returns
+            deadline = time.monotonic() + 70
             while time.monotonic() < deadline and c.health()["pending_events"]:
                 time.sleep(0.2)
             got = srv.events(sim.config.id)

@@ -322,7 +322,9 @@ class NetworkStory:
     def _synced(self, cab: Cabinet) -> None:
         c = cab.client()
         try:
-            self._wait(f"cabinet {cab.name} to sync", lambda: not c.health()["pending_events"])
+            # after an outage the agent may be in its backoff, capped at 60 s
+            self._wait(f"cabinet {cab.name} to sync", lambda: not c.health()["pending_events"],
+                       70)
         finally:
             c.close()
 

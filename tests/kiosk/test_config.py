@@ -52,6 +52,7 @@ help_line = "0755-12345678"
 url = "http://127.0.0.1:8000"
 timeout_s = 2.0
 sync_interval_s = 5.0
+resolve_timeout_s = 1.5
 trusted_keys = {{ k1 = "{KEY_1}", k2 = "{KEY_2}" }}
 
 [api]
@@ -168,6 +169,7 @@ def test_a_valid_file_gives_every_field(tmp_path: Path) -> None:
     assert config.cabinet.help_line == "0755-12345678"
     assert config.server is not None and not config.stand_alone
     assert config.server.url == "http://127.0.0.1:8000"
+    assert (config.server.timeout_s, config.server.resolve_timeout_s) == (2.0, 1.5)
     assert dict(config.server.trusted_keys) == {"k1": KEY_1, "k2": KEY_2}
     assert config.api == ApiConfig(host="127.0.0.1", port=8080)
     assert config.policy == Policy()  # the file spells out the defaults
@@ -276,6 +278,9 @@ CASES = [
      "99999", "[server]", "'url' must be an http:// or https:// URL"),
     ("server timeout", "timeout_s = 2.0", "timeout_s = -1", "timeout_s = -1", "[server]",
      "'timeout_s' must be a positive number of seconds, got -1"),
+    ("resolve timeout", "resolve_timeout_s = 1.5", "resolve_timeout_s = 0",
+     "resolve_timeout_s = 0", "[server]",
+     "'resolve_timeout_s' must be a positive number of seconds, got 0"),
     ("sync interval", "sync_interval_s = 5.0", "sync_interval_s = nan", "sync_interval_s",
      "[server]", "'sync_interval_s' must be a positive number of seconds"),
     ("trusted key too short", f'k2 = "{KEY_2}"', f'k2 = "{KEY_2[:-4]}"', "trusted_keys",

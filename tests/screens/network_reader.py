@@ -58,7 +58,9 @@ def camera_cabinet(network: NetworkStory, cabinet_id: str, seed: int,
                                     server_url=network.server.url, trusted_keys=trusted,
                                     policy={**ns.POLICY, **(policy or {})},
                                     network=[ns.LIBRARY, *ns.OTHER_LIBRARIES],
-                                    sync_interval_s=1.0)
+                                    # a loaded test machine answers in seconds: these pages
+                                    # test the online flows, not the offline fallback
+                                    sync_interval_s=1.0, timeout_s=5.0, resolve_timeout_s=5.0)
         kiosk = KioskProcess(config, log=work / f"kiosk-{cabinet_id}.log").start()
         until(lambda: any(c["status"] == "ok" for c in network._ok(api.get(
             "/api/reports/discrepancies", params={"cabinet_id": cabinet_id}))["cabinets"]),

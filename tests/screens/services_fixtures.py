@@ -61,7 +61,9 @@ def start_camera_cabinet(network: NetworkStory) -> Cabinet:
         write_kiosk_config(cab.config, sim, data_dir=work / "kiosk-C",
                            server_url=network.server.url, trusted_keys=trusted,
                            policy=ns.POLICY, network=[ns.LIBRARY, *ns.OTHER_LIBRARIES],
-                           sync_interval_s=1.0)
+                           # a loaded test machine answers in seconds, not milliseconds:
+                           # these pages test the online services, not the offline fallback
+                           sync_interval_s=1.0, timeout_s=5.0, resolve_timeout_s=5.0)
         cab.kiosk = KioskProcess(cab.config, log=work / "kiosk-C.log").start()
         wait("cabinet C's first count", lambda: any(
             c["status"] == "ok" for c in network._ok(api.get(
@@ -187,6 +189,10 @@ def borrow_one(cab: Cabinet, door: int) -> str:
         cab.sim.take_item(book)
         cab.sim.close_door(door)
         client.wait(lambda s: not s["doors"], 20, "door counted")
+        # the door's run ends a moment before its count is committed: the loan is in the
+        # ledger once the book is gone from the door's recorded contents (one transaction)
+        wait(f"the loan of {book} recorded", lambda: all(
+            it["item_id"] != book for d in client.doors() for it in d["items"]))
     finally:
         client.close()
     return book

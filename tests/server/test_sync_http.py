@@ -132,7 +132,8 @@ def make_agent(server: ServerProcess, ledger: Ledger) -> Iterator[Callable[..., 
     def make(**kw: Any) -> SyncAgent:
         args: dict[str, Any] = dict(cabinet_id=CAB, server_url=server.url,
                                     private_key=CAB_PRIVATE, interval_s=0.2,
-                                    backoff=(0.05, 0.2), timeout_s=5.0)
+                                    backoff=(0.05, 0.2), timeout_s=5.0,
+                                    resolve_timeout_s=5.0)
         args.update(kw)
         agent = SyncAgent(args.pop("ledger", ledger), **args)
         made.append(agent)
