@@ -46,6 +46,7 @@ from firmware_protocol.const import EventType
 from syncproto.grants import canonical_json, log_id
 
 from . import machine as mc
+from .camera_drain import FrameDrain
 from .config import KioskConfig
 from .credentials import CredentialResolver
 from .ledger import Content as LedgerContent
@@ -62,10 +63,6 @@ POLL_INTERVAL_S = 0.05
 TICK_S = 0.5
 #: How often an out-of-service door (its count failed) is counted again while idle.
 UNCOUNTED_RETRY_S = 10.0
-#: Camera frames skipped at most per look (a 10 fps stream queues ~3 per 0.3 s), and the
-#: read time that says a frame was waited for (so it is the newest).
-CAMERA_DRAIN_MAX = 60
-CAMERA_FRESH_S = 0.03
 #: How long after a session ends its receipt (titles, due dates) can be shown and rated;
 #: after that the next person at the screen must not see the last reader's books.
 RECEIPT_S = 300.0
@@ -155,6 +152,8 @@ class KioskRuntime:
         #: when the engine received each door's last close (for the close→commit benchmark)
         self.closed_at: dict[int, float] = {}
         self.committed_at: dict[int, float] = {}
+        # the camera watcher's frame skipping (it learns the decode time of this PC)
+        self._frame_drain = FrameDrain()
         # the screen's view of the current (or just ended) transaction: receipt, rating
         self._tx: dict[str, Any] | None = None
         self._tx_lock = threading.Lock()
@@ -784,8 +783,7 @@ class KioskRuntime:
                 self._credential_arrived("qr", text)
                 break
 
-    @staticmethod
-    def _newest_qr(camera: Any) -> list[str]:
+    def _newest_qr(self, camera: Any) -> list[str]:
         """The QR codes on the newest frame. A live stream queues the frames nobody read
         (this watcher reads every 0.3 s, and not at all during a session): without skipping
         them it decodes a phone shown seconds ago — an earlier reader's used QR code."""
@@ -793,11 +791,7 @@ class KioskRuntime:
 
         source = getattr(camera, "source", None)
         if getattr(source, "kind", None) in (SourceKind.URL, SourceKind.DEVICE):
-            for _ in range(CAMERA_DRAIN_MAX):
-                began = time.monotonic()
-                camera.read_frame()
-                if time.monotonic() - began > CAMERA_FRESH_S:
-                    break  # this read waited for the camera: the queue is empty
+            self._frame_drain.skip_queued(camera)
         texts: list[str] = camera.read_qr()
         return texts
 
