@@ -1,4 +1,6 @@
-"""The cabinet-facing endpoints: ``POST /v1/sync`` and ``POST /v1/readers/resolve``.
+"""The cabinet-facing endpoints: ``POST /v1/sync``, ``POST /v1/readers/resolve`` and the
+unsigned ``GET /v1/health`` (is the server up and its database reachable: for a cabinet's
+technician, a load balancer or a monitor; it names nothing of the fleet).
 
 Why the body is parsed here rather than declared as a FastAPI body model: the protocol says
 a version this server does not speak is a 400 (so a cabinet's operator sees "upgrade the
@@ -23,8 +25,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Row
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Row, text
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from syncproto.messages import PROTOCOL_VERSION, ReaderQuery, ReaderReply, SyncBatch, SyncReply
@@ -102,6 +104,26 @@ def _resolve(request: Request, cabinet: Row[Any], query: ReaderQuery) -> ReaderR
             return ingest.resolve_reader(conn, cabinet, query, request_now(request))
     except (IntegrityError, OperationalError) as exc:
         raise _busy(exc) from None
+
+
+def _database_answers(request: Request) -> bool:
+    try:
+        with request_engine(request).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except SQLAlchemyError as exc:
+        _log.warning("health: the database does not answer: %s", type(exc).__name__)
+        return False
+
+
+@router.get("/v1/health")
+async def health(request: Request) -> dict[str, Any]:
+    """Up, with the protocol version and the server's clock; 503 when the database does not
+    answer (then no sync can succeed either)."""
+    if not await run_in_threadpool(_database_answers, request):
+        raise ApiError(503, "database_unavailable", "the server's database does not answer")
+    return {"status": "ok", "version": PROTOCOL_VERSION, "database": "ok",
+            "server_time": request_now(request).isoformat()}
 
 
 @router.post("/v1/sync")

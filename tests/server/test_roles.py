@@ -66,6 +66,7 @@ ROUTE_DECISIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/audit"): "audit.read",
     ("POST", "/v1/sync"): CABINET,
     ("POST", "/v1/readers/resolve"): CABINET,
+    ("GET", "/v1/health"): PUBLIC,
     ("GET", "/api/exceptions"): "circulation.read",
     ("POST", "/api/exceptions/{exception_id}/resolve"): "exceptions.resolve",
     ("POST", "/api/readers/register"): PUBLIC,
@@ -96,6 +97,7 @@ EXAMPLES: dict[tuple[str, str], Callable[[int], dict[str, Any]]] = {
     # signed cabinet routes: any JSON gets past the signature check (then 4xx of its own)
     ("POST", "/v1/sync"): lambda i: {"json": {}},
     ("POST", "/v1/readers/resolve"): lambda i: {"json": {}},
+    ("GET", "/v1/health"): lambda i: {},
     ("GET", "/api/exceptions"): lambda i: {"params": {"status": "open"}},
     # "_url": the concrete path, made with the test's engine (a fresh open exception)
     ("POST", "/api/exceptions/{exception_id}/resolve"): lambda i: {

@@ -763,3 +763,29 @@ def test_a_hash_with_its_tail_cut_off_is_refused() -> None:
     stored = hash_password("correct horse battery", **FAST)
     for cut in range(1, 12):
         assert verify_password("correct horse battery", stored[:-cut]) is False
+
+
+# ----------------------------------------------------------------------------- health
+
+
+def test_health_says_the_server_and_its_database_answer(engine: Engine, tmp_path: Path) -> None:
+    """What a technician or a monitor sees: up with the protocol version and the server's
+    clock; a 503 in the server's error shape once the database is gone (no sync could
+    succeed then), never a 500."""
+    from syncproto.messages import PROTOCOL_VERSION
+
+    with TestClient(make_app(engine, Clock())) as client:
+        body = client.get("/v1/health").json()
+    assert (body["status"], body["database"], body["version"]) == ("ok", "ok", PROTOCOL_VERSION)
+    assert datetime.fromisoformat(body["server_time"]) == T0
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    from server.db import make_engine
+
+    lost = make_engine(f"sqlite:///{gone / 'server.db'}")
+    gone.rmdir()  # the database's folder vanished: connecting fails
+    try:
+        with TestClient(make_app(lost, Clock()), raise_server_exceptions=False) as client:
+            assert_error(client.get("/v1/health"), 503, "database_unavailable")
+    finally:
+        lost.dispose()
