@@ -312,7 +312,7 @@ def test_resolve_reader_online_and_offline(make_agent: Callable[..., SyncAgent],
     attempts = recording.attempts
     t0 = time.monotonic()
     assert agent.resolve_reader(ReaderQuery(cabinet_id=CAB, reader_id="R0001")) is None
-    assert time.monotonic() - t0 < 0.05
+    assert time.monotonic() - t0 < 0.5  # no request, no timeout: only a loaded machine is slower
     assert recording.attempts == attempts  # it did not even try
 
     server.resume()
