@@ -263,7 +263,7 @@ def test_kick_syncs_at_once(make_agent: Callable[..., SyncAgent], ledger: Ledger
         assert wait_for(lambda: agent.online)
         loans(ledger, 2)
         agent.kick()
-        assert wait_for(lambda: ledger.pending() == 0, timeout=1.0)
+        assert wait_for(lambda: ledger.pending() == 0, timeout=5.0)  # the interval is 30 s
     finally:
         agent.stop()
 
