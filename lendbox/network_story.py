@@ -289,7 +289,7 @@ class NetworkStory:
         raise TimeoutError(f"timed out waiting for {what}")
 
     def _wait_open(self, sim: Any, door: int) -> None:
-        self._wait(f"door {door} to open", lambda: sim.model.door(door).open, 5)
+        self._wait(f"door {door} to open", lambda: sim.model.door(door).open, 15)
 
     @staticmethod
     def _carry(item_id: str, src: Any, dst: Any) -> None:

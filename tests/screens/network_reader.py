@@ -121,10 +121,10 @@ def borrow_through_the_screen(page: Any, sim: Any, lang: str, door: int) -> tupl
     page.wait_for_url("**/screen/doors")
     page.click(f"#open-{door}")
     page.wait_for_url("**/screen/session")
-    until(lambda: door_is_open(sim, door), 5, f"door {door} to open")
+    until(lambda: door_is_open(sim, door), 15, f"door {door} to open")
     open_text = message("door.open", lang, {"door": door})
     page.wait_for_function("t => document.querySelector('main').innerText.includes(t)",
-                           arg=open_text, timeout=5000)
+                           arg=open_text, timeout=15_000)
     book = str(sim.door_items(door)[0].item_id)
     sim.take_item(book)
     sim.close_door(door)

@@ -184,7 +184,7 @@ def borrow_one(cab: Cabinet, door: int) -> str:
     client: KioskClient = cab.client()
     try:
         client.open_door(door)
-        wait(f"door {door} open", lambda: _pull_open(cab, door), 5)
+        wait(f"door {door} open", lambda: _pull_open(cab, door), 15)
         book = str(cab.sim.door_items(door)[0].item_id)
         cab.sim.take_item(book)
         cab.sim.close_door(door)

@@ -90,7 +90,7 @@ def test_a_blocked_reader_is_told_why_and_what_to_do(page: Any, cam: Cabinet,
     assert "contact the library" in page.inner_text("#refusal")
     assert message("screen.refused_next", "en", {"help_line": "0755-12345678"}) in \
         page.inner_text(".refusal")
-    until(lambda: page.url.endswith("/screen/borrow"), 5, "the identify page")
+    until(lambda: page.url.endswith("/screen/borrow"), 15, "the identify page")
     page.screenshot(path=str(shots / "reader-refused-blocked-en-1920x1080.png"))
     assert_axe_clean(page)
     page.goto(url + "/screen/borrow?contrast=high&lang=zh")

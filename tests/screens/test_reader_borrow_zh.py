@@ -89,7 +89,7 @@ def test_borrow_with_qr_receipt_rating_and_return(page: Any, network: NetworkSto
     page.click("#return")
     page.wait_for_url("**/screen/return")
     door = int(page.get_attribute(".door-open", "data-door"))
-    until(lambda: door_is_open(a.sim, door), 5, f"door {door} to open")
+    until(lambda: door_is_open(a.sim, door), 15, f"door {door} to open")
     a.sim.put_item(book, door)
     a.sim.close_door(door)
     page.wait_for_selector(f'.returned li[data-item="{book}"]', timeout=20000)

@@ -78,7 +78,7 @@ def test_a_door_left_open_escalates_to_an_alarm(page: Any, cab: OwnKiosk, shots:
     page.click("#return")
     page.wait_for_url("**/screen/return")
     door = int(page.get_attribute(".door-open", "data-door"))
-    until(lambda: door_is_open(cab.sim, door), 5, f"door {door} to open")
+    until(lambda: door_is_open(cab.sim, door), 15, f"door {door} to open")
     page.wait_for_selector('.alarm[data-level="1"]', timeout=10_000)
     first = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.alarm')).fontSize)")
     assert page.inner_text(".alarm p") == message("door.close_prompt", "zh", {"door": door})
@@ -130,7 +130,7 @@ def test_return_names_the_books_and_sends_another_librarys_home(page: Any, cab: 
     # a member of staff takes the two books out (restock), so a reader can bring them back
     client.start_session("barcode", STAFF_CARD)
     client.open_door(1)
-    until(lambda: door_is_open(sim, 1), 5, "door 1 to open")
+    until(lambda: door_is_open(sim, 1), 15, "door 1 to open")
     for book in books:
         sim.take_item(book)
     sim.close_door(1)
@@ -142,7 +142,7 @@ def test_return_names_the_books_and_sends_another_librarys_home(page: Any, cab: 
     page.click("#return")
     page.wait_for_url("**/screen/return")
     door = int(page.get_attribute(".door-open", "data-door"))
-    until(lambda: door_is_open(sim, door), 5, f"door {door} to open")
+    until(lambda: door_is_open(sim, door), 15, f"door {door} to open")
     for book in books:
         sim.put_item(book, door)
     sim.close_door(door)

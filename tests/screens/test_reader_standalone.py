@@ -88,7 +88,7 @@ def test_spoken_prompts_follow_the_events_when_speech_is_on(page: Any, cabinet: 
     page.click("#return")
     page.wait_for_url("**/screen/return")
     door = int(page.get_attribute(".door-open", "data-door"))
-    until(lambda: door_is_open(cabinet.sim, door), 5, f"door {door} to open")
+    until(lambda: door_is_open(cabinet.sim, door), 15, f"door {door} to open")
     cabinet.sim.close_door(door)
     for _ in range(100):  # Playwright delivers its request events only while it waits
         if any("key=return.done" in u for u in asked):

@@ -44,7 +44,7 @@ def test_a_hold_is_picked_up_at_its_door(page: Any, network: NetworkStory, cab: 
 
     state = identify(cab, reader)
     assert 1 in state["session"]["hold_doors"]
-    wait("door 1 open", lambda: cab.sim.model.door(1).open, 5)
+    wait("door 1 open", lambda: cab.sim.model.door(1).open, 15)
     page.goto(f"{url}/screen/holds")
     row = page.locator(f'li.hold[data-item="{book}"]')
     assert row.get_attribute("data-door") == "1"
