@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,11 +100,18 @@ class Severity(enum.Enum):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
     """One problem: ``subject`` names the part ("door 7", "bus rs485-1"), ``message`` what
-    is wrong and what to check."""
+    is wrong and what to check.
+
+    ``code`` and ``params`` say the same as ``message`` in a form a screen can put into any
+    language (the kiosk's technician pages: ``tech.finding.<code>``); ``message`` stays the
+    English that ``lendbox diag`` prints and the service manuals quote."""
 
     subject: str
     message: str
     severity: Severity = Severity.FAULT
+    code: str = ""
+    # left out of the hash: a dict has none, and the message already says the same
+    params: Mapping[str, object] = field(default_factory=dict, hash=False)
 
     def __str__(self) -> str:
         return f"{self.subject}: {self.message}"
@@ -121,9 +128,11 @@ class _Findings:
         self._items: dict[tuple[str, str], Finding] = {}
 
     def add(self, subject: str, topic: str, message: str,
-            severity: Severity = Severity.FAULT) -> None:
+            severity: Severity = Severity.FAULT, *, code: str = "",
+            params: Mapping[str, object] | None = None) -> None:
         self._items.setdefault((subject, topic),
-                               Finding(subject=subject, message=message, severity=severity))
+                               Finding(subject=subject, message=message, severity=severity,
+                                       code=code, params=dict(params or {})))
 
     def has(self, subject: str, topic: str) -> bool:
         return (subject, topic) in self._items
@@ -242,10 +251,13 @@ def _unreachable_part(hw: Hardware, bus: str, subject: str, exc: DriverError,
                       out: _Findings) -> None:
     """A part that did not answer: the bus when its port is down, else the part itself."""
     if isinstance(exc, DeviceUnavailable):
+        url = hw.buses[bus].url
         out.add(f"bus {bus}", "port",
-                f"cannot reach {hw.buses[bus].url} ({exc}) — check the serial adapter/cable")
+                f"cannot reach {url} ({exc}) — check the serial adapter/cable",
+                code="bus_unreachable", params={"url": str(url), "error": str(exc)})
     else:
-        out.add(subject, "answer", "not answering — check cable and power")
+        out.add(subject, "answer", "not answering — check cable and power",
+                code="not_answering", params={})
 
 
 def _unreachable(hw: Hardware, address: int, exc: DriverError, out: _Findings) -> None:
@@ -303,7 +315,8 @@ def _latency_warning(hw: Hardware, out: _Findings, sys_root: Path) -> dict[str, 
             out.add(f"bus {name}", "usb latency",
                     f"USB-serial latency timer is {ms} ms: each reply may be held that long — "
                     f"set it to 1 ms (echo 1 > /sys/bus/usb-serial/devices/{device}/"
-                    f"latency_timer)", Severity.WARNING)
+                    f"latency_timer)", Severity.WARNING,
+                    code="usb_latency_timer", params={"ms": ms, "device": device})
     return timers
 
 
@@ -429,7 +442,8 @@ def test_unlock(hw: Hardware, door: int, *, watch_s: float = 3.0, poll_s: float 
     try:
         before = board.states()
         if len(before) >= spec.lock and before[spec.lock - 1].open:
-            out.add(subject, "open", "already open — close it and test again", Severity.WARNING)
+            out.add(subject, "open", "already open — close it and test again", Severity.WARNING,
+                    code="already_open", params={})
             return UnlockCheck(door=door, board=spec.board, lock=spec.lock, pulsed=False,
                                door_opened=True, seconds=clock() - start, findings=out.list())
         result = board.unlock(spec.lock)
@@ -443,22 +457,26 @@ def test_unlock(hw: Hardware, door: int, *, watch_s: float = 3.0, poll_s: float 
     except LockJammed:
         pulsed = True
         if family == "lendbox":
-            out.add(subject, "lock", "lock jammed")
+            out.add(subject, "lock", "lock jammed", code="lock_jammed", params={})
         else:  # a polled family only sees that a sprung door stayed shut
             out.add(subject, "lock", f"lock pulsed but the sprung door stayed shut — lock "
                     f"jammed or lock {spec.lock} wiring broken ({family} boards cannot tell "
-                    f"which)")
+                    f"which)", code="door_stayed_shut",
+                    params={"lock": spec.lock, "family": family})
     except DeviceTimeout as exc:
-        out.add(subject, "lock", f"unlock not confirmed — {exc}")
+        out.add(subject, "lock", f"unlock not confirmed — {exc}",
+                code="unlock_not_confirmed", params={"error": str(exc)})
     except DriverError as exc:
         _unreachable(hw, spec.board, exc, out)
     else:
         if not opened:
             if sensor_broken:
-                out.add(subject, "sensor", "door sensor open circuit — check sensor wiring")
+                out.add(subject, "sensor", "door sensor open circuit — check sensor wiring",
+                        code="sensor_did_not_follow", params={})
             else:
                 out.add(subject, "lock", f"lock pulsed, door sensor never changed — check "
-                        f"lock {spec.lock} wiring")
+                        f"lock {spec.lock} wiring", code="sensor_never_changed",
+                        params={"lock": spec.lock})
     return UnlockCheck(door=door, board=spec.board, lock=spec.lock, pulsed=pulsed,
                        door_opened=opened, seconds=clock() - start, findings=out.list())
 
@@ -513,9 +531,11 @@ def _inventories(n: int) -> str:
     return "1 inventory" if n == 1 else f"{n} inventories"
 
 
-def _undecodable_message(uid: str, error: str) -> str:
+def _undecodable(out: _Findings, subject: str, uid: str, error: str) -> None:
     reason = error.split(": ", 1)[1] if error.startswith(f"tag {uid}: ") else error
-    return f"tag {uid} answers but its data cannot be decoded ({reason}) — re-tag the item"
+    out.add(subject, f"data {uid}",
+            f"tag {uid} answers but its data cannot be decoded ({reason}) — re-tag the item",
+            code="tag_undecodable", params={"uid": uid, "reason": reason})
 
 
 def inventory_report(hw: Hardware, door: int, *, repeat: int = 1,
@@ -546,7 +566,8 @@ def inventory_report(hw: Hardware, door: int, *, repeat: int = 1,
                 else:
                     _reader_unreachable(hw, spec.reader, exc, out)
             else:
-                out.add(f"door {door}", "inventory", f"inventory failed: {exc}")
+                out.add(f"door {door}", "inventory", f"inventory failed: {exc}",
+                        code="inventory_failed", params={"error": str(exc)})
             break
         done += 1
         for t in tags:
@@ -563,29 +584,44 @@ def inventory_report(hw: Hardware, door: int, *, repeat: int = 1,
     for r in rates:
         if done > 1 and r.rate < 1.0:
             item = f"item {r.item_id}" if r.item_id else "unknown item"
-            out.add(subject, f"rate {r.uid}",
-                    f"tag {r.uid} ({item}) answered {r.seen} of {_inventories(done)} — "
-                    f"detuned by a neighbouring book or badly placed; reposition it")
+            message = (f"tag {r.uid} ({item}) answered {r.seen} of {_inventories(done)} — "
+                       f"detuned by a neighbouring book or badly placed; reposition it")
+            if r.item_id:
+                out.add(subject, f"rate {r.uid}", message, code="tag_rate_low",
+                        params={"uid": r.uid, "item_id": r.item_id, "seen": r.seen,
+                                "rounds": done})
+            else:
+                out.add(subject, f"rate {r.uid}", message, code="unknown_tag_rate_low",
+                        params={"uid": r.uid, "seen": r.seen, "rounds": done})
         if r.undecodable:
-            out.add(subject, f"data {r.uid}", _undecodable_message(r.uid, r.error))
+            _undecodable(out, subject, r.uid, r.error)
         elif r.error:
             out.add(subject, f"data {r.uid}", f"tag {r.uid} answered the inventory but not "
                     f"the read of its data ({r.error}) — detuned or badly placed",
-                    Severity.WARNING)
+                    Severity.WARNING, code="tag_data_unread",
+                    params={"uid": r.uid, "error": r.error})
     expected = list(dict.fromkeys(expect))
     missing: list[str] = []
     if done:
         seen_ids = {r.item_id for r in rates if r.item_id}
         undecodable = sum(r.undecodable for r in rates)
         rounds = _inventories(done)
-        hint = (" (or it is one of the undecodable tags)" if undecodable else "")
         missing = [i for i in expected if i not in seen_ids]
         for item_id in missing:
-            out.add(subject, f"missing {item_id}", f"item {item_id} expected but not seen in "
-                    f"{rounds} — tag dead or missing{hint}")
+            message = f"item {item_id} expected but not seen in {rounds} — tag dead or missing"
+            # the hint is a clause of its own in other languages: a code of its own
+            if undecodable:
+                out.add(subject, f"missing {item_id}",
+                        message + " (or it is one of the undecodable tags)",
+                        code="item_missing_or_undecodable",
+                        params={"item_id": item_id, "rounds": done})
+            else:
+                out.add(subject, f"missing {item_id}", message, code="item_missing",
+                        params={"item_id": item_id, "rounds": done})
         if expect_count is not None and len(rates) < expect_count:
             out.add(subject, "count", f"{expect_count} tags expected, {len(rates)} seen in "
-                    f"{rounds} — a tag is dead or a book is missing")
+                    f"{rounds} — a tag is dead or a book is missing", code="tags_missing",
+                    params={"expected": expect_count, "seen": len(rates), "rounds": done})
     return InventoryReport(door=door, antenna=spec.antenna, rounds=done, tags=rates,
                            findings=out.list(), expected=expected, missing=missing)
 
@@ -639,17 +675,21 @@ def _part_findings(hw: Hardware, address: int, checks: tuple[PartCheck, ...],
         if c.part is PartKind.LOCK:
             label, doors = _door_label(hw, address, lock=c.index)
             subject = label or f"board {address} lock {c.index}"
-            out.add(subject, "lock", f"lock coil {status} — check lock {c.index} wiring")
+            out.add(subject, "lock", f"lock coil {status} — check lock {c.index} wiring",
+                    code="lock_coil", params={"status": status, "lock": c.index})
         elif c.part is PartKind.DOOR_SENSOR:
             label, doors = _door_label(hw, address, lock=c.index)
             broken_sensors.update(doors)
             subject = label or f"board {address} sensor {c.index}"
-            out.add(subject, "sensor", f"door sensor {status} — check sensor wiring")
+            out.add(subject, "sensor", f"door sensor {status} — check sensor wiring",
+                    code="door_sensor", params={"status": status})
         elif c.part is PartKind.ANTENNA:
             continue  # ANTENNA_DIAG gives the numbers; see _antenna_findings
         else:
+            part = c.part.name.lower().replace("_", " ")
             out.add(f"board {address}", c.part.name.lower(),
-                    f"{c.part.name.lower()} {status} — replace the board")
+                    f"{c.part.name.lower()} {status} — replace the board",
+                    code="board_part", params={"part": part, "status": status})
     return broken_sensors
 
 
@@ -667,15 +707,18 @@ def _antenna_findings(hw: Hardware, address: int, board: ControllerBoard, antenn
             not_available.append("antenna diagnostics")
             break
         except DriverError as exc:
-            out.add(subject, "diag", f"antenna diagnosis failed: {exc}", Severity.WARNING)
+            out.add(subject, "diag", f"antenna diagnosis failed: {exc}", Severity.WARNING,
+                    code="antenna_diag_failed", params={"error": str(exc)})
             continue
         rows.append({"antenna": n, "reflected_permille": h.reflected_permille,
                      "noise_floor_dbm": h.noise_floor_dbm})
         if h.reflected_permille > DETUNED_PERMILLE or (n, PartStatus.DETUNED) in flagged:
             out.add(subject, "tuning", f"detuned, reflected {h.reflected_permille}‰ — check "
-                    f"antenna cable/tuning")
+                    f"antenna cable/tuning", code="antenna_detuned",
+                    params={"permille": h.reflected_permille})
         if h.noise_floor_dbm > NOISY_DBM or (n, PartStatus.NOISY) in flagged:
-            out.add(subject, "noise", f"noise floor {h.noise_floor_dbm} dBm — interference")
+            out.add(subject, "noise", f"noise floor {h.noise_floor_dbm} dBm — interference",
+                    code="antenna_noisy", params={"dbm": h.noise_floor_dbm})
     return rows
 
 
@@ -693,24 +736,27 @@ def _event_findings(hw: Hardware, address: int, board: ControllerBoard, out: _Fi
         if e.kind is EventType.POWER_LOST:
             power_lost += 1
         elif e.kind is EventType.DOOR_FORCED:
-            out.add(label, "forced", "forced open")
+            out.add(label, "forced", "forced open", code="forced_open", params={})
         elif e.kind is EventType.LOCK_JAMMED:
-            out.add(label, "lock", "lock jammed")
+            out.add(label, "lock", "lock jammed", code="lock_jammed", params={})
         elif e.kind is EventType.TAMPER:
-            out.add(label, "tamper", "tamper switch triggered — check the housing")
+            out.add(label, "tamper", "tamper switch triggered — check the housing",
+                    code="tamper", params={})
         elif e.kind is EventType.DOOR_HELD_OPEN:
             held.add(e.lock)
     for lock in sorted(held):
         label = _door_label(hw, address, lock=lock)[0] or f"board {address} lock {lock}"
         if lock in still_open:
-            out.add(label, "open", "left open (held-open alarm)")
+            out.add(label, "open", "left open (held-open alarm)", code="left_open", params={})
         else:
             out.add(label, "open", "was left open (held-open alarm), closed since",
-                    Severity.WARNING)
-    if power_lost:
-        times = "once" if power_lost == 1 else f"{power_lost} times"
-        out.add(f"board {address}", "power", f"power was lost ({times})",
-                Severity.WARNING)
+                    Severity.WARNING, code="was_left_open", params={})
+    if power_lost == 1:
+        out.add(f"board {address}", "power", "power was lost (once)", Severity.WARNING,
+                code="power_lost_once", params={})
+    elif power_lost:
+        out.add(f"board {address}", "power", f"power was lost ({power_lost} times)",
+                Severity.WARNING, code="power_lost", params={"times": power_lost})
     return [{"seq": e.seq, "kind": e.kind.name, "lock": e.lock, "uptime_ms": e.uptime_ms}
             for e in batch.events]
 
@@ -744,7 +790,7 @@ def _inventory_findings(hw: Hardware, source: int | str, out: _Findings,
                      "undecodable": [t.uid.hex().upper() for t in bad]})
         for t in bad:
             uid = t.uid.hex().upper()
-            out.add(f"door {number}", f"data {uid}", _undecodable_message(uid, t.error))
+            _undecodable(out, f"door {number}", uid, t.error)
     return rows
 
 
@@ -780,11 +826,13 @@ def _slow_bus(bus: str, samples: list[float], out: _Findings) -> bool:
     if mean_ms >= timeout_ms:
         out.add(f"bus {bus}", "latency", f"replies {mean_ms:.0f} ms late on average, past "
                 f"the {timeout_ms} ms reply timeout: requests time out and are re-sent — "
-                f"check the converter/USB latency timer (its boards were not tested further)")
+                f"check the converter/USB latency timer (its boards were not tested further)",
+                code="bus_past_timeout", params={"ms": f"{mean_ms:.0f}", "timeout_ms": timeout_ms})
         return True
     if mean_ms >= SLOW_REPLY_MS:
         out.add(f"bus {bus}", "latency", f"replies {mean_ms:.0f} ms late on average — "
-                f"check the converter/USB latency timer", Severity.WARNING)
+                f"check the converter/USB latency timer", Severity.WARNING,
+                code="bus_slow", params={"ms": f"{mean_ms:.0f}"})
     return False
 
 
@@ -824,7 +872,8 @@ def _link_findings(hw: Hardware, answering: list[int], out: _Findings,
                      "unanswered": silent, "failed_fraction": round(frac, 4)})
         if sent and frac > LINK_FAULT_FRACTION:
             out.add(f"bus {name}", "link", f"{frac:.0%} of frames corrupted or lost — check "
-                    f"RS-485 wiring/termination")
+                    f"RS-485 wiring/termination", code="link_errors",
+                    params={"percent": f"{frac:.0%}".removesuffix("%")})
     return rows
 
 
@@ -974,11 +1023,12 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
                 if s.open:
                     still_open.add(s.lock)
                 if s.jammed:
-                    out.add(label, "lock", "lock jammed")
+                    out.add(label, "lock", "lock jammed", code="lock_jammed", params={})
                 if s.forced:
-                    out.add(label, "forced", "forced open")
+                    out.add(label, "forced", "forced open", code="forced_open", params={})
                 elif s.held_open:
-                    out.add(label, "open", "left open (held-open alarm)")
+                    out.add(label, "open", "left open (held-open alarm)", code="left_open",
+                            params={})
             try:
                 row["events"] = _event_findings(hw, address, board, out, still_open)
             except NotSupported:
@@ -987,11 +1037,12 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
                 label, _ = _door_label(hw, address, lock=lock)
                 if label and not out.has(label, "forced"):
                     out.add(label, "open", "open — close it (no held-open alarm yet)",
-                            Severity.WARNING)
+                            Severity.WARNING, code="open_now", params={})
             if inventory and address in hw.readers:  # ~50 ms per tag at 19200 baud
                 row["inventory"] = _inventory_findings(hw, address, out, progress)
         except DriverError as exc:
-            out.add(_board_subject(hw, address), "test", f"self-test interrupted: {exc}")
+            out.add(_board_subject(hw, address), "test", f"self-test interrupted: {exc}",
+                    code="selftest_interrupted", params={"error": str(exc)})
             continue
         if unlock:
             for number in hw.doors_of(address):
@@ -1002,7 +1053,8 @@ def run_selftest(hw: Hardware, *, unlock: bool = False, link_probes: int = LINK_
                 for f in check.findings:
                     # One verdict per part: a coil the self-test already named stays named.
                     topic = "sensor" if "sensor wiring" in f.message else "lock"
-                    out.add(f.subject, topic, f.message, f.severity)
+                    out.add(f.subject, topic, f.message, f.severity, code=f.code,
+                            params=f.params)
     readers, reader_addresses = _reader_checks(hw, out, inventory=inventory, progress=progress)
     for bus, samples in bus_samples.items():
         _slow_bus(bus, samples, out)
@@ -1075,9 +1127,11 @@ def _peripheral_reports(hw: Hardware, out: _Findings) -> list[PeripheralReport]:
     reports = [r for r in (_card_reader_report(hw), _camera_report(hw)) if r is not None]
     for r in reports:
         if r.availability == "unavailable":
-            out.add(r.device, "availability", f"unavailable — {r.reason}")
+            out.add(r.device, "availability", f"unavailable — {r.reason}",
+                    code="unavailable", params={"reason": r.reason})
         elif r.availability == "degraded":
-            out.add(r.device, "availability", f"degraded — {r.reason}", Severity.WARNING)
+            out.add(r.device, "availability", f"degraded — {r.reason}", Severity.WARNING,
+                    code="degraded", params={"reason": r.reason})
     return reports
 
 
@@ -1136,18 +1190,23 @@ def read_card(hw: Hardware, *, timeout: float = 10.0,
         uid = reader.read_uid(timeout)
     except CardCommandRefused as exc:
         out.add(CARD_READER, "card", f"the card refused GET DATA (SW {exc.sw:04X}) — not a "
-                "card this reader can identify")
+                "card this reader can identify", code="card_refused",
+                params={"sw": f"{exc.sw:04X}"})
     except CardError as exc:
         out.add(CARD_READER, "card", f"card present but unreadable ({exc}) — hold it still "
-                "on the reader and try again")
+                "on the reader and try again", code="card_unreadable",
+                params={"error": str(exc)})
     except DeviceTimeout as exc:
-        out.add(CARD_READER, "card", f"no answer ({exc})")
+        out.add(CARD_READER, "card", f"no answer ({exc})", code="card_no_answer",
+                params={"error": str(exc)})
     except DeviceUnavailable as exc:
-        out.add(CARD_READER, "availability", f"unavailable — {exc}")
+        out.add(CARD_READER, "availability", f"unavailable — {exc}", code="unavailable",
+                params={"reason": str(exc)})
     else:
         if uid is None:
             out.add(CARD_READER, "card", f"no card within {timeout:g} s — hold a card flat on "
-                    "the reader; if one was there, check the reader's antenna")
+                    "the reader; if one was there, check the reader's antenna", code="no_card",
+                    params={"seconds": f"{timeout:g}"})
         else:
             digest, length = uid_digest(uid), len(uid)
     name = reader.diagnostics().get("reader") or reader.reader_match
@@ -1205,16 +1264,18 @@ def watch_camera(hw: Hardware, *, seconds: float = 5.0,
                 break
         status = camera.status()
         if status.availability.value == "degraded":
-            out.add(CAMERA, "availability", f"degraded — {status.reason}", Severity.WARNING)
+            out.add(CAMERA, "availability", f"degraded — {status.reason}", Severity.WARNING,
+                    code="degraded", params={"reason": status.reason})
     except DriverError as exc:
-        out.add(CAMERA, "availability", f"unavailable — {exc}")
+        out.add(CAMERA, "availability", f"unavailable — {exc}", code="unavailable",
+                params={"reason": str(exc)})
     diag = camera.diagnostics()
     frames = int(diag["frames_read"]) - frames_before  # type: ignore[call-overload]
     if opened_here:
         camera.close()
     if frames and not qr and not isbns:
         out.add(CAMERA, "codes", f"no QR code or ISBN seen in {frames} frames",
-                Severity.WARNING)
+                Severity.WARNING, code="no_codes_seen", params={"frames": frames})
     return CameraCheck(source=str(diag["source"]), decoder=str(diag["decoder"]),
                        isbn_decoder=str(diag["isbn_decoder"]), seconds=clock() - start,
                        frames=frames, qr=qr, isbns=isbns, findings=out.list())

@@ -1,7 +1,12 @@
 """The technician screens' sentences (zh, en); merged into kiosk.messages.CATALOGUE.
 
-What the drivers say about a part (``drivers.diag`` findings) stays in their English words:
-it is the same text ``lendbox diag`` prints and what the service manuals are written in.
+What the drivers find wrong with a part (``drivers.diag`` findings) is said here too, one
+``tech.finding.<code>`` per finding code with the finding's ``params`` as placeholders, so a
+technician can diagnose in Chinese or English. The en text is the driver's own English (what
+``lendbox diag`` prints and the service manuals quote); raw driver text inside a finding (an
+exception, a reason) stays as the driver said it. Subjects ("door 7", "bus rs485-1") are
+rendered from ``tech.subject.*`` (kiosk.tech_subjects); part and status words a finding
+carries as params from ``tech.part.*`` and ``tech.part_status.*``.
 """
 
 from __future__ import annotations
@@ -148,4 +153,134 @@ TECH: dict[str, tuple[str, str]] = {
     "tech.parts_caption": ("各部件", "Each part"),
     "tech.col_part": ("部件", "Part"),
     "tech.col_result": ("结果", "Result"),
+    # what a finding is about (kiosk.tech_subjects reads drivers.diag's subject forms)
+    "tech.subject.door": ("{n}号门", "door {n}"),
+    "tech.subject.list_sep": ("、", ", "),
+    "tech.subject.board": ("控制板 {board}", "board {board}"),
+    "tech.subject.board_on": ("控制板 {board}（{bus}）", "board {board} on {bus}"),
+    "tech.subject.board_lock": ("控制板 {board} 的 {lock} 号锁", "board {board} lock {lock}"),
+    "tech.subject.board_sensor": ("控制板 {board} 的 {sensor} 号门磁",
+                                  "board {board} sensor {sensor}"),
+    "tech.subject.bus": ("总线 {bus}", "bus {bus}"),
+    "tech.subject.reader": ("RFID 读写器 {name}（{bus}）", "reader {name} on {bus}"),
+    "tech.subject.antenna_doors": ("天线 {n}（{doors}）", "antenna {n} ({doors})"),
+    "tech.subject.antenna_board": ("控制板 {board} 的天线 {n}", "antenna {n} of board {board}"),
+    "tech.subject.card_reader": ("读卡器", "card reader"),
+    "tech.subject.camera": ("摄像头", "camera"),
+    # part and status words a finding carries as params (firmware_protocol PartKind, PartStatus)
+    "tech.part.board": ("控制板", "board"),
+    "tech.part.lock": ("锁", "lock"),
+    "tech.part.door_sensor": ("门磁", "door sensor"),
+    "tech.part.antenna": ("天线", "antenna"),
+    "tech.part.memory": ("存储器", "memory"),
+    "tech.part.power": ("电源", "power"),
+    "tech.part_status.open_circuit": ("断路", "open circuit"),
+    "tech.part_status.short_circuit": ("短路", "short circuit"),
+    "tech.part_status.detuned": ("失谐", "detuned"),
+    "tech.part_status.noisy": ("噪声过大", "noisy"),
+    "tech.part_status.no_response": ("无响应", "no response"),
+    "tech.part_status.fault": ("故障", "fault"),
+    # findings of drivers.diag, by code
+    "tech.finding.bus_unreachable": ("无法连接 {url}（{error}）——请检查串口转换器和线缆",
+                                     "cannot reach {url} ({error}) — check the serial "
+                                     "adapter/cable"),
+    "tech.finding.not_answering": ("不应答——请检查线缆和电源",
+                                   "not answering — check cable and power"),
+    "tech.finding.usb_latency_timer": (
+        "USB 转串口的延迟定时器为 {ms} 毫秒：每个应答都可能被延迟这么久——请设为 1 毫秒"
+        "（echo 1 > /sys/bus/usb-serial/devices/{device}/latency_timer）",
+        "USB-serial latency timer is {ms} ms: each reply may be held that long — set it to "
+        "1 ms (echo 1 > /sys/bus/usb-serial/devices/{device}/latency_timer)"),
+    "tech.finding.already_open": ("柜门已经开着——请关门后再测试",
+                                  "already open — close it and test again"),
+    "tech.finding.lock_jammed": ("锁卡住", "lock jammed"),
+    "tech.finding.door_stayed_shut": (
+        "已拉动锁舌，但弹簧门仍未弹开——锁卡住或 {lock} 号锁接线断开（{family} 控制板无法区分是哪一种）",
+        "lock pulsed but the sprung door stayed shut — lock jammed or lock {lock} wiring "
+        "broken ({family} boards cannot tell which)"),
+    "tech.finding.unlock_not_confirmed": ("未能确认开锁——{error}",
+                                          "unlock not confirmed — {error}"),
+    "tech.finding.sensor_did_not_follow": ("门磁断路——请检查门磁接线",
+                                           "door sensor open circuit — check sensor wiring"),
+    "tech.finding.sensor_never_changed": ("已拉动锁舌，门磁始终未变化——请检查 {lock} 号锁的接线",
+                                          "lock pulsed, door sensor never changed — check lock "
+                                          "{lock} wiring"),
+    "tech.finding.inventory_failed": ("盘点失败：{error}", "inventory failed: {error}"),
+    "tech.finding.tag_rate_low": (
+        "标签 {uid}（条码号 {item_id}）在 {rounds} 次盘点中只应答了 {seen} 次——被相邻图书干扰而失谐或"
+        "摆放不当，请重新摆放",
+        "tag {uid} (item {item_id}) answered {seen} of {rounds} inventories — detuned by a "
+        "neighbouring book or badly placed; reposition it"),
+    "tech.finding.unknown_tag_rate_low": (
+        "标签 {uid}（未知图书）在 {rounds} 次盘点中只应答了 {seen} 次——被相邻图书干扰而失谐或摆放不当，"
+        "请重新摆放",
+        "tag {uid} (unknown item) answered {seen} of {rounds} inventories — detuned by a "
+        "neighbouring book or badly placed; reposition it"),
+    "tech.finding.tag_undecodable": ("标签 {uid} 有应答，但其数据无法解码（{reason}）——请给这本书重新贴标签",
+                                     "tag {uid} answers but its data cannot be decoded "
+                                     "({reason}) — re-tag the item"),
+    "tech.finding.tag_data_unread": ("标签 {uid} 应答了盘点，但没有应答数据读取（{error}）——失谐或摆放不当",
+                                     "tag {uid} answered the inventory but not the read of its "
+                                     "data ({error}) — detuned or badly placed"),
+    "tech.finding.item_missing": ("应有条码号为 {item_id} 的图书，但 {rounds} 次盘点均未读到——"
+                                  "标签损坏或图书不在",
+                                  "item {item_id} expected but not seen in {rounds} inventory "
+                                  "round(s) — tag dead or missing"),
+    "tech.finding.item_missing_or_undecodable": (
+        "应有条码号为 {item_id} 的图书，但 {rounds} 次盘点均未读到——标签损坏或图书不在"
+        "（也可能是无法解码的标签之一）",
+        "item {item_id} expected but not seen in {rounds} inventory round(s) — tag dead or "
+        "missing (or it is one of the undecodable tags)"),
+    "tech.finding.tags_missing": ("应有 {expected} 个标签，{rounds} 次盘点只读到 {seen} 个——"
+                                  "有标签损坏或图书缺失",
+                                  "{expected} tags expected, {seen} seen in {rounds} inventory "
+                                  "round(s) — a tag is dead or a book is missing"),
+    "tech.finding.forced_open": ("柜门被强行打开", "forced open"),
+    "tech.finding.left_open": ("柜门未关（长时间未关报警）", "left open (held-open alarm)"),
+    "tech.finding.open_now": ("柜门开着——请关门（尚未触发长时间未关报警）",
+                              "open — close it (no held-open alarm yet)"),
+    "tech.finding.was_left_open": ("曾长时间未关（报警），现已关闭",
+                                   "was left open (held-open alarm), closed since"),
+    "tech.finding.tamper": ("防拆开关触发——请检查机壳", "tamper switch triggered — check the housing"),
+    "tech.finding.power_lost_once": ("曾断电 1 次", "power was lost (once)"),
+    "tech.finding.power_lost": ("曾断电 {times} 次", "power was lost ({times} times)"),
+    "tech.finding.selftest_interrupted": ("自检中断：{error}", "self-test interrupted: {error}"),
+    "tech.finding.lock_coil": ("锁线圈{status}——请检查 {lock} 号锁的接线",
+                               "lock coil {status} — check lock {lock} wiring"),
+    "tech.finding.door_sensor": ("门磁{status}——请检查门磁接线",
+                                 "door sensor {status} — check sensor wiring"),
+    "tech.finding.board_part": ("{part}{status}——请更换控制板", "{part} {status} — replace the board"),
+    "tech.finding.antenna_diag_failed": ("天线诊断失败：{error}", "antenna diagnosis failed: {error}"),
+    "tech.finding.antenna_detuned": ("天线失谐，反射 {permille}‰——请检查天线线缆和调谐",
+                                     "detuned, reflected {permille}‰ — check antenna "
+                                     "cable/tuning"),
+    "tech.finding.antenna_noisy": ("噪声底 {dbm} dBm——有干扰",
+                                   "noise floor {dbm} dBm — interference"),
+    "tech.finding.bus_past_timeout": (
+        "应答平均迟到 {ms} 毫秒，超过 {timeout_ms} 毫秒的应答超时：请求会超时并重发——请检查转换器或 USB "
+        "延迟定时器（该总线上的控制板未做进一步测试）",
+        "replies {ms} ms late on average, past the {timeout_ms} ms reply timeout: requests "
+        "time out and are re-sent — check the converter/USB latency timer (its boards were "
+        "not tested further)"),
+    "tech.finding.bus_slow": ("应答平均迟到 {ms} 毫秒——请检查转换器或 USB 延迟定时器",
+                              "replies {ms} ms late on average — check the converter/USB "
+                              "latency timer"),
+    "tech.finding.link_errors": ("{percent}% 的帧损坏或丢失——请检查 RS-485 接线和终端电阻",
+                                 "{percent}% of frames corrupted or lost — check RS-485 "
+                                 "wiring/termination"),
+    "tech.finding.unavailable": ("不可用——{reason}", "unavailable — {reason}"),
+    "tech.finding.degraded": ("性能降级——{reason}", "degraded — {reason}"),
+    "tech.finding.card_refused": ("卡片拒绝了 GET DATA 命令（SW {sw}）——本读卡器无法识别这种卡",
+                                  "the card refused GET DATA (SW {sw}) — not a card this reader "
+                                  "can identify"),
+    "tech.finding.card_unreadable": ("检测到卡片但无法读取（{error}）——请把卡平稳地放在读卡器上再试一次",
+                                     "card present but unreadable ({error}) — hold it still on "
+                                     "the reader and try again"),
+    "tech.finding.card_no_answer": ("读卡器无应答（{error}）", "no answer ({error})"),
+    "tech.finding.no_card": ("{seconds} 秒内未读到卡片——请把卡平放在读卡器上；"
+                             "如果卡已放好，请检查读卡器的天线",
+                             "no card within {seconds} s — hold a card flat on the reader; if "
+                             "one was there, check the reader's antenna"),
+    "tech.finding.no_codes_seen": ("{frames} 帧画面中未识别到二维码或 ISBN",
+                                   "no QR code or ISBN seen in {frames} frames"),
 }

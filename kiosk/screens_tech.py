@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import functools
 import html
+import string
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -48,12 +49,13 @@ from drivers.diag import (
 from drivers.errors import ConfigError, DriverError
 
 from .diag_bundle import build_bundle, install_log_ring
-from .messages import message
+from .messages import CATALOGUE, message
 from .runtime import KioskRuntime
 from .screens import Prefs, render_page
 from .tech_auth import LoginThrottle, SessionSigner, load_or_create_session_key, verify_password
+from .tech_subjects import subject_html
 
-__all__ = ["COOKIE", "tech_router"]
+__all__ = ["COOKIE", "finding_html", "tech_router"]
 
 COOKIE = "tech_session"
 #: a wrong password costs this long before the answer (on top of scrypt's own time)
@@ -158,6 +160,43 @@ def _availability(p: Prefs, value: object) -> str:
     return f'<span class="state {cls}">{label}</span>'
 
 
+#: Finding params that are words of ours, put into the page's language: param → key prefix.
+_WORD_PARAMS = {"part": "tech.part.", "status": "tech.part_status."}
+#: Finding params that are the driver's own English (an exception, a reason): kept as they
+#: are, marked English so a screen reader does not read them with Chinese rules.
+_RAW_PARAMS = frozenset({"error", "reason"})
+
+
+def finding_html(code: str, params: Mapping[str, object], lang: str) -> str | None:
+    """A finding (its ``code`` and ``params``) in ``lang`` from ``tech.finding.<code>``,
+    HTML-escaped; None when the code has no catalogue entry (the caller shows the driver's
+    English). Like ``message()``, a missing param leaves its placeholder visible."""
+    pair = CATALOGUE.get("tech.finding." + code) if code else None
+    if pair is None:
+        return None
+    template = pair[0 if lang != "en" else 1]
+    out: list[str] = []
+    for literal, name, spec, _ in string.Formatter().parse(template):
+        out.append(html.escape(literal))
+        if name is None:
+            continue
+        if name not in params:
+            out.append(html.escape("{" + name + "}"))
+            continue
+        value = params[name]
+        if name in _WORD_PARAMS:
+            key = _WORD_PARAMS[name] + str(value).replace(" ", "_")
+            if key in CATALOGUE:
+                value = message(key, lang)
+            elif lang != "en":  # a word added to the drivers but not yet here
+                out.append(_en(value))
+                continue
+        text = html.escape(format(value, spec or ""))
+        out.append(f"<span lang=en>{text}</span>" if name in _RAW_PARAMS and lang != "en"
+                   else text)
+    return "".join(out)
+
+
 def _findings(p: Prefs, findings: list[Finding], *, list_id: str) -> str:
     if not findings:
         return f'<p class="verdict pass" id={list_id}>{p.t("tech.all_passed")}</p>'
@@ -165,8 +204,11 @@ def _findings(p: Prefs, findings: list[Finding], *, list_id: str) -> str:
     for f in findings:
         sev = "fault" if f.severity is Severity.FAULT else "warn"
         label = p.t("tech.fault" if sev == "fault" else "tech.warning")
-        rows.append(f'<li class={sev} data-subject="{_e(f.subject)}"><span class="state {sev}">'
-                    f'{label}</span> <strong>{_en(f.subject)}</strong>: {_en(f.message)}</li>')
+        subject = subject_html(f.subject, p.lang) or _en(f.subject)
+        text = finding_html(f.code, f.params, p.lang) or _en(f.message)
+        rows.append(f'<li class={sev} data-subject="{_e(f.subject)}" data-code="{_e(f.code)}">'
+                    f'<span class="state {sev}">{label}</span> <strong>{subject}</strong>'
+                    f'{"：" if p.lang != "en" else ": "}{text}</li>')
     return f'<ul class=findings id={list_id}>{"".join(rows)}</ul>'
 
 

@@ -98,12 +98,23 @@ def test_the_self_test_names_an_injected_fault(page: Any, tech_cabinet: TechCabi
         assert page.inner_text("#h-verdict") == message("tech.verdict_fail", "zh")
         faulty = page.locator('#selftest-findings li.fault[data-subject="door 2"]')
         assert faulty.count() == 1
-        assert "lock 2 wiring" in faulty.inner_text()
+        # the technician reads the fault in Chinese: the part, what is wrong, what to check
+        assert faulty.get_attribute("data-code") == "lock_coil"
+        text = faulty.inner_text()
+        assert message("tech.subject.door", "zh", {"n": 2}) in text
+        assert message("tech.finding.lock_coil", "zh",
+                       {"status": message("tech.part_status.open_circuit", "zh"),
+                        "lock": 2}) in text
+        assert "wiring" not in text
         subjects = page.eval_on_selector_all("#selftest-findings li.fault",
                                              "els => els.map(e => e.dataset.subject)")
         # no other door or antenna is blamed (a loaded test machine may add a slow-bus note)
         assert not [s for s in subjects if s != "door 2" and ("door" in s or "antenna" in s)]
         page.screenshot(path=str(shots / "tech-selftest-fault-zh-1080x1920.png"), full_page=True)
+        assert_axe_clean(page)
+        page.goto(f"{cab.url}/tech/selftest?lang=en")  # the same report, in English
+        faulty = page.locator('#selftest-findings li.fault[data-subject="door 2"]')
+        assert "door 2" in faulty.inner_text() and "lock 2 wiring" in faulty.inner_text()
         assert_axe_clean(page)
     finally:
         cab.sim.break_lock_wiring(2, False)
@@ -225,7 +236,8 @@ def test_the_self_test_with_unlocks_names_a_jammed_lock(page: Any,
         assert page.get_attribute("#verdict", "data-passed") == "0"
         faulty = page.locator(f'#selftest-findings li.fault[data-subject="door {jammed}"]')
         assert faulty.count() == 1
-        assert "jammed" in faulty.inner_text()
+        assert faulty.get_attribute("data-code") == "lock_jammed"
+        assert message("tech.finding.lock_jammed", "zh") in faulty.inner_text()
         assert not cab.sim.model.door(jammed).sensed_open  # the jammed door stayed shut
     finally:
         cab.sim.jam_lock(jammed, False)
