@@ -75,13 +75,15 @@ FAULTS: list[tuple[str, Callable[[Simulator], None], list[str], Expected]] = [
                               s.power_restore(1)), [], "board 1: power was lost (2 times)"),
     ("forced", lambda s: s.force_door(6), [], "door 6: forced open"),
     ("tag-undecodable", _corrupt_first_tag_of_door_2, [], _undecodable_verdict),
-    # Late replies, within SPEC's 50 ms plain-command timeout: a warning (exit 0) ...
+    # Late replies, within SPEC's 50 ms plain-command timeout: a warning (exit 0) ... (the
+    # measured mean is the delay plus what a loaded test machine adds, up to 19 ms here)
     ("replies-late", lambda s: s.set_link_faults(BUS, delay_ms=30), [], lambda s: re.compile(
-        r"bus rs485-1: replies 3\d ms late on average — check the converter/USB latency "
+        r"bus rs485-1: replies [34]\d ms late on average — check the converter/USB latency "
         r"timer")),
     # ... and past it: every request times out and is re-sent (a fault, not "wiring").
     ("replies-too-late", lambda s: s.set_link_faults(BUS, delay_ms=80), [], lambda s: re.compile(
-        r"bus rs485-1: replies 8\d ms late on average, past the 50 ms reply timeout: requests "
+        r"bus rs485-1: replies (?:[89]\d|\d{3}) ms late on average, past the 50 ms reply "
+        r"timeout: requests "
         r"time out and are re-sent — check the converter/USB latency timer \(its boards were "
         r"not tested further\)")),
 ]
