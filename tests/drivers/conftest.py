@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,3 +100,16 @@ def make_hw() -> Iterator[Callable[[Simulator], Hardware]]:
 @pytest.fixture
 def hw(sim: Simulator, make_hw: Callable[[Simulator], Hardware]) -> Hardware:
     return make_hw(sim)
+
+
+_LINK_NOISE = re.compile(r"bus (\S+): \d+% of frames corrupted or lost — check RS-485 "
+                         r"wiring/termination")
+
+
+def besides_link_noise(verdict: list[str], *, keep_bus: str | None = None) -> list[str]:
+    """The verdict without link-quality findings on other buses than ``keep_bus``. The
+    simulators answer from threads of this test process: on a CI machine running four test
+    workers on two cores their replies can miss the 50 ms timeout, which a bus's counters
+    show as lost frames. These tests are about another fault, so that noise is set aside."""
+    return [v for v in verdict
+            if not ((m := _LINK_NOISE.fullmatch(v)) and m[1] != keep_bus)]

@@ -17,7 +17,7 @@ from drivers.hardware import Hardware
 from lendbox.cli import main
 from simulator import Simulator
 
-from .conftest import ROOT, start_sim
+from .conftest import ROOT, besides_link_noise, start_sim
 
 MIXED = ROOT / "simulator/cabinets/mixed.toml"
 
@@ -93,9 +93,10 @@ def test_unplugged_bus_is_named(mixed: Simulator, bus: str) -> None:
     with _hw(mixed) as hw:
         report = run_selftest(hw, link_probes=3, inventory=False)
         url = mixed.bus_urls[bus]
-        assert report.verdict[0].startswith(f"bus {bus}: cannot reach {url} (")
-        assert report.verdict[0].endswith("— check the serial adapter/cable")
-        assert len(report.verdict) == 1 and not report.passed
+        verdict = besides_link_noise(report.verdict, keep_bus=bus)
+        assert verdict[0].startswith(f"bus {bus}: cannot reach {url} (")
+        assert verdict[0].endswith("— check the serial adapter/cable")
+        assert len(verdict) == 1 and not report.passed
 
 
 def test_jammed_lock_of_sprung_polled_boards(mixed: Simulator) -> None:
@@ -145,8 +146,9 @@ def test_undecodable_tag_on_an_rr3036_door(mixed: Simulator, tmp_path: Path, cap
     expected = re.compile(f"door 4: tag {uid} answers but its data cannot be decoded "
                           r"\(.+\) — re-tag the item")
     code, report = _diag(capsys, mixed, tmp_path, "selftest")
-    assert code == 1 and len(report["verdict"]) == 1, report["verdict"]
-    assert expected.fullmatch(report["verdict"][0])
+    verdict = besides_link_noise(report["verdict"])
+    assert code == 1 and len(verdict) == 1, report["verdict"]
+    assert expected.fullmatch(verdict[0])
     code, report = _diag(capsys, mixed, tmp_path, "inventory", "--door", "4")
     assert code == 1 and [t["undecodable"] for t in report["tags"]].count(True) == 1
 
