@@ -46,6 +46,7 @@ from .transport import usb_latency_timer_ms
 __all__ = [
     "DETUNED_PERMILLE",
     "LINK_FAULT_FRACTION",
+    "LINK_FAULT_MIN_FAILED",
     "NOISY_DBM",
     "NOT_AVAILABLE",
     "BoardReport",
@@ -63,6 +64,7 @@ __all__ = [
     "check_devices",
     "check_peripherals",
     "inventory_report",
+    "link_fault",
     "read_card",
     "run_selftest",
     "test_unlock",
@@ -76,8 +78,11 @@ Progress = Callable[[str], None] | None
 DETUNED_PERMILLE = 300
 #: A noise floor above this (dBm) drowns weak tags.
 NOISY_DBM = -70
-#: Failed exchanges above this share of a bus's frames mean a wiring problem.
+#: Failed exchanges above this share of a bus's frames mean a wiring problem ...
 LINK_FAULT_FRACTION = 0.03
+#: ... once there are at least this many: one or two lost among the self-test's few dozen
+#: frames is what a busy host or a single burst of noise leaves; bad wiring keeps failing.
+LINK_FAULT_MIN_FAILED = 3
 #: GET_STATES probes per answering board to measure link quality.
 LINK_PROBES = 40
 #: Replies later than this (beyond wire time, ms) mean a slow converter or USB latency timer.
@@ -836,6 +841,13 @@ def _slow_bus(bus: str, samples: list[float], out: _Findings) -> bool:
     return False
 
 
+def link_fault(sent: int, failed: int) -> bool:
+    """Whether ``failed`` of a bus's ``sent`` frames (no reply, or one that did not decode)
+    mean a wiring problem: more than :data:`LINK_FAULT_FRACTION` of them, and at least
+    :data:`LINK_FAULT_MIN_FAILED`."""
+    return sent > 0 and failed >= LINK_FAULT_MIN_FAILED and failed / sent > LINK_FAULT_FRACTION
+
+
 def _link_findings(hw: Hardware, answering: list[int], out: _Findings,
                    probes: int, skip: set[str] | frozenset[str] = frozenset(),
                    readers: Sequence[tuple[str, int]] = ()) -> list[dict[str, object]]:
@@ -870,7 +882,7 @@ def _link_findings(hw: Hardware, answering: list[int], out: _Findings,
         frac = failed / sent if sent else 0.0
         rows.append({"bus": name, "frames_sent": sent, "unreadable": unreadable,
                      "unanswered": silent, "failed_fraction": round(frac, 4)})
-        if sent and frac > LINK_FAULT_FRACTION:
+        if link_fault(sent, failed):
             out.add(f"bus {name}", "link", f"{frac:.0%} of frames corrupted or lost — check "
                     f"RS-485 wiring/termination", code="link_errors",
                     params={"percent": f"{frac:.0%}".removesuffix("%")})
