@@ -110,6 +110,8 @@ class LendboxWire:
     """Our own board protocol (firmware_protocol/SPEC.md)."""
 
     family = "lendbox"
+    #: replies carry the request's sequence number: a late one never passes for another's
+    numbered = True
 
     def encode(self, address: int, seq: int, message: object) -> bytes:
         if not isinstance(message, Request):
@@ -140,6 +142,9 @@ SOCKET_INTER_BYTE_GAP_S = 0.030
 _READ_CHUNK = 4096
 #: The last part of the turnaround that is busy-waited instead of slept (sleep overshoots).
 _SPIN_S = 0.00015
+#: Longest quiet wait after a re-sent request on a wire without request numbers (the late
+#: replies to its earlier attempts come about as late as the one that was taken).
+SETTLE_MAX_S = 2.0
 #: Window of recent requests that decides "degraded: N% of replies needed a retry".
 QUALITY_WINDOW = 100
 DEGRADED_RETRY_FRACTION = 0.05
@@ -296,6 +301,8 @@ class BusTransport:
         self._next_open_at = 0.0
         self._backoff = self._backoff_first
         self._last_rx = -1e9
+        # until when a late reply to an earlier request may still arrive (unnumbered wires)
+        self._settle_until = -1e9
         self._rx_bytes = 0  # bytes received in the current attempt (latency = time - wire)
         self._port_timeout: float | None = None
         self._seq = secrets.randbelow(256)  # a restarted host must not hit the board's cache
@@ -377,14 +384,19 @@ class BusTransport:
                 c.requests += 1
             if measure_latency is None:
                 measure_latency = timeout_s <= Timing.RESPONSE_TIMEOUT_MS / 1000 + 1e-9
+            self._settle()
             self._drain_stale()
             unreadable_seen = False
             echo_seen = False
+            silent = 0
+            first_sent = 0.0
             for attempt in range(retries + 1):
                 if attempt:
                     for c in (self.counters, dev):
                         c.retries += 1
                 started = self._write(data)
+                if attempt == 0:
+                    first_sent = started
                 self.request_was_sent = True
                 dev.frames_sent += 1
                 self._rx_bytes = 0
@@ -398,6 +410,11 @@ class BusTransport:
                         late = max(0.0, self._last_rx - started - wire)
                         for c in (self.counters, dev):
                             c.add_latency(late)
+                    if silent:
+                        # the reply may answer an earlier attempt: the later attempts' replies
+                        # can come as late after their own sends, so after this one at most
+                        now = self._clock()
+                        self._await_late(min(now - first_sent, SETTLE_MAX_S))
                     return outcome
                 unreadable_seen |= outcome == "unreadable"
                 for c in (self.counters, dev):
@@ -405,7 +422,11 @@ class BusTransport:
                         c.attempts_unreadable += 1
                     else:
                         c.attempts_silent += 1
+                if outcome != "unreadable":
+                    silent += 1
                 echo_seen |= outcome == "echo"
+            if silent:  # the last attempt's reply may still be on its way
+                self._await_late(timeout_s)
             for c in (self.counters, dev):
                 c.recent.append(True)
             what = f"board {address} on {self.name}: {type(message).__name__}"
@@ -494,6 +515,23 @@ class BusTransport:
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFF
         return self._seq
+
+    def _await_late(self, seconds: float) -> None:
+        """Keep the line quiet for ``seconds`` before the next request, on a wire whose
+        replies carry no request number: a late reply to an attempt that timed out would
+        otherwise pass for the reply to the next, different request (another tag's memory
+        block read as this one's). Numbered wires recognise such a reply by itself."""
+        if getattr(self.wire, "numbered", False):
+            return
+        self._settle_until = max(self._settle_until, self._clock() + seconds)
+
+    def _settle(self) -> None:
+        """Wait out :meth:`_await_late`, discarding whatever arrives meanwhile."""
+        while True:
+            left = self._settle_until - self._clock()
+            if left <= 0:
+                return
+            self._read(left)  # a late reply (or a fragment): nobody's answer now
 
     def _drain_stale(self) -> None:
         """Forget bytes left over from an earlier exchange before a new request."""

@@ -50,3 +50,23 @@ def test_noisy_line_30_tags_exact_with_data() -> None:
             transport.close()
         assert {t.uid: t.item_id for t in tags} == _door(bus)
         assert bus.stats.bytes_garbled > 0 and transport.counters.retries > 0
+
+
+def test_late_replies_never_pass_for_the_next_blocks_answer() -> None:
+    """RR3036 replies carry no request number. Every reply here comes 200 ms late, past the
+    150 ms timeout: each block read is re-sent once and the first attempt's reply taken; the
+    second attempt's reply then arrives while the next block is being asked for. Without a
+    quiet wait it passed for that block's answer (one tag's memory stitched from another
+    read): every tag must still read as itself."""
+    with serve(lambda m: [RR3036Module(m, 1, address=0)], RR3036DeviceWire(),
+               baudrate=19200) as bus:
+        bus.faults.configure(delay_ms=200)
+        transport = rr3036_transport(bus.url)
+        reader = RR3036Reader(transport, address=0, antenna=1)
+        expected = _door(bus)
+        try:
+            for uid in list(expected)[:3]:
+                assert reader.read_tag(1, uid).primary_item_id == expected[uid]
+        finally:
+            transport.close()
+        assert transport.counters.retries > 0  # the replies really were late
