@@ -9,9 +9,11 @@ The only signal a stream gives is how long a read takes: a frame already queued 
 decode, a read that waited for the camera costs up to one frame interval more. A fixed
 threshold between the two breaks on a loaded PC, where the decode alone can exceed it and the
 drain stops after one stale frame. So the threshold follows the decode time: the fastest of
-the recent reads (a queued frame: pure decode) times :attr:`FrameDrain.factor`, never below
-:attr:`FrameDrain.floor_s`. A time budget bounds the look when decoding cannot keep up with
-the stream at all.
+the recent reads (a queued frame: pure decode) plus :attr:`FrameDrain.margin_s`, never below
+:attr:`FrameDrain.floor_s` (which alone decides on a PC that decodes in under 20 ms, as the
+fixed threshold did). A waited read takes the decode plus part of a frame interval; when
+decoding takes nearly a whole interval the two cannot be told apart, and a time budget
+bounds the look.
 """
 
 from __future__ import annotations
@@ -35,20 +37,22 @@ class FrameDrain:
 
     Args:
         floor_s: the threshold when decoding is fast (a waited read takes longer than this).
-        factor: a read slower than ``factor`` × the fastest recent read waited for the camera.
+        margin_s: a read slower than the fastest recent read by more than this waited for
+            the camera (a multiple would not do: at 30 fps and 17 ms a decode, twice the
+            decode is longer than a whole frame interval).
         max_frames: frames skipped at most per look.
         budget_s: time spent skipping at most per look.
         window: how many recent reads the fastest one is taken from.
         clock: monotonic seconds (tests pass their own).
     """
 
-    def __init__(self, *, floor_s: float = 0.03, factor: float = 2.0, max_frames: int = 100,
+    def __init__(self, *, floor_s: float = 0.03, margin_s: float = 0.01, max_frames: int = 100,
                  budget_s: float = 3.0, window: int = 30,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if floor_s <= 0 or factor <= 1 or max_frames < 1 or budget_s <= 0 or window < 1:
-            raise ValueError("floor_s, budget_s > 0; factor > 1; max_frames, window >= 1")
+        if floor_s <= 0 or margin_s <= 0 or max_frames < 1 or budget_s <= 0 or window < 1:
+            raise ValueError("floor_s, margin_s, budget_s > 0; max_frames, window >= 1")
         self.floor_s = floor_s
-        self.factor = factor
+        self.margin_s = margin_s
         self.max_frames = max_frames
         self.budget_s = budget_s
         self._recent: deque[float] = deque(maxlen=window)
@@ -59,7 +63,7 @@ class FrameDrain:
         """A read longer than this waited for the camera (the queue was empty)."""
         if not self._recent:
             return self.floor_s
-        return max(self.floor_s, self.factor * min(self._recent))
+        return max(self.floor_s, min(self._recent) + self.margin_s)
 
     def skip_queued(self, camera: FrameSource) -> int:
         """Read frames until one was waited for (it is then the newest); how many were read."""
