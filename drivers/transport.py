@@ -412,9 +412,10 @@ class BusTransport:
                             c.add_latency(late)
                     if silent:
                         # the reply may answer an earlier attempt: the later attempts' replies
-                        # can come as late after their own sends, so after this one at most
+                        # come about as late after their own sends (so before now + that
+                        # delay), give or take the device's and the host's jitter: twice it
                         now = self._clock()
-                        self._await_late(min(now - first_sent, SETTLE_MAX_S))
+                        self._await_late(min(2 * (now - first_sent), SETTLE_MAX_S))
                     return outcome
                 unreadable_seen |= outcome == "unreadable"
                 for c in (self.counters, dev):
